@@ -1,0 +1,304 @@
+/*
+ * test_plugin.c - a PgBouncer plugin for tests only: claims [testplugin]
+ * and the test_tag key on [databases] lines, and runs the API calls that
+ * a test writes into <control_dir>/cmd, answering in <control_dir>/result.
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "pgb_plugin.h"
+
+#define TP_MAX_DBS 16
+#define TP_POLL_USEC 20000
+
+struct tp_db {
+	char name[64];
+	char tag[64];
+};
+
+struct tp_state {
+	const struct pgb_plugin_api *api;
+	struct event *poll_ev;
+	char control_dir[512];
+	char check_query[256];
+	char refuse_value[64];
+	char last_check[64];
+	struct tp_db dbs[TP_MAX_DBS];
+	int db_count;
+	int reloads;
+	int checks;
+	int refusals;
+};
+
+static struct tp_state tp;
+
+static const char *const tp_db_keys[] = { "test_tag", NULL };
+
+static bool
+tp_check_setting(void *ctx, const char *key, const char *value, char *err, size_t errlen)
+{
+	if (strcmp(key, "control_dir") == 0) {
+		if (value[0] != '/') {
+			snprintf(err, errlen, "must be an absolute path, not \"%s\"", value);
+			return false;
+		}
+		return true;
+	}
+	if (strcmp(key, "check_query") == 0 || strcmp(key, "refuse_value") == 0)
+		return true;
+	snprintf(err, errlen, "unknown key");
+	return false;
+}
+
+static bool
+tp_check_db_setting(void *ctx, const char *db, const char *key, const char *value,
+		    char *err, size_t errlen)
+{
+	const char *c;
+
+	if (!*value) {
+		snprintf(err, errlen, "empty test_tag");
+		return false;
+	}
+	for (c = value; *c; c++) {
+		if (!islower((unsigned char)*c) && !isdigit((unsigned char)*c) && *c != '_') {
+			snprintf(err, errlen, "invalid test_tag \"%s\": only [a-z0-9_]", value);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+tp_write_file(const char *name, const char *text)
+{
+	char path[600], tmp[610];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", tp.control_dir, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fputs(text, f);
+	fclose(f);
+	rename(tmp, path);
+}
+
+/* one command line: verb db [args] */
+static void
+tp_run(char *line, char *out, size_t outlen)
+{
+	struct pgb_db_info info;
+	char *verb, *db, *rest, *save = NULL;
+	int port, n;
+
+	verb = strtok_r(line, " \n", &save);
+	db = strtok_r(NULL, " \n", &save);
+	rest = strtok_r(NULL, "\n", &save);
+	if (!verb || !db) {
+		snprintf(out, outlen, "error: bad command\n");
+		return;
+	}
+	if (strcmp(verb, "address") == 0 && rest) {
+		char host[256];
+		if (sscanf(rest, "%255s %d", host, &port) != 2) {
+			snprintf(out, outlen, "error: address needs host and port\n");
+			return;
+		}
+		n = tp.api->db_set_address(db, host, port);
+		snprintf(out, outlen, "%d\n", n);
+	} else if (strcmp(verb, "hold") == 0) {
+		snprintf(out, outlen, "%s\n", tp.api->db_hold(db, true) ? "ok" : "error");
+	} else if (strcmp(verb, "release") == 0) {
+		snprintf(out, outlen, "%s\n", tp.api->db_hold(db, false) ? "ok" : "error");
+	} else if (strcmp(verb, "fail") == 0 && rest) {
+		n = tp.api->db_fail_waiting(db, rest);
+		snprintf(out, outlen, "%d\n", n);
+	} else if (strcmp(verb, "lookup") == 0) {
+		if (!tp.api->db_lookup(db, &info)) {
+			snprintf(out, outlen, "none\n");
+			return;
+		}
+		snprintf(out, outlen, "host=%s port=%d dbname=%s held=%d paused=%d servers=%d waiting=%d\n",
+			 info.host ? info.host : "", info.port, info.dbname ? info.dbname : "",
+			 info.held, info.paused, info.server_count, info.waiting_clients);
+	} else {
+		snprintf(out, outlen, "error: unknown command %s\n", verb);
+	}
+}
+
+static void
+tp_poll(evutil_socket_t fd, short what, void *arg)
+{
+	char path[600], line[1024], out[1024];
+	FILE *f;
+
+	if (!tp.control_dir[0])
+		return;
+	snprintf(path, sizeof(path), "%s/cmd", tp.control_dir);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	if (!fgets(line, sizeof(line), f))
+		line[0] = 0;
+	fclose(f);
+	unlink(path);
+	tp.api->log(PGB_LOG_INFO, "testplugin: command: %s", line);
+	tp_run(line, out, sizeof(out));
+	tp_write_file("result", out);
+}
+
+static bool
+tp_show(void *ctx, struct pgb_show *show)
+{
+	static const char *const cols[] = { "key", "value" };
+	const char *row[2];
+	char buf[128];
+	int i;
+
+	if (!tp.api->show_columns(show, 2, cols))
+		return false;
+	row[0] = "reloads";
+	snprintf(buf, sizeof(buf), "%d", tp.reloads);
+	row[1] = buf;
+	tp.api->show_row(show, row);
+	row[0] = "checks";
+	snprintf(buf, sizeof(buf), "%d", tp.checks);
+	tp.api->show_row(show, row);
+	row[0] = "refusals";
+	snprintf(buf, sizeof(buf), "%d", tp.refusals);
+	tp.api->show_row(show, row);
+	row[0] = "last_check";
+	row[1] = tp.last_check[0] ? tp.last_check : NULL;
+	tp.api->show_row(show, row);
+	for (i = 0; i < tp.db_count; i++) {
+		row[0] = tp.dbs[i].name;
+		row[1] = tp.dbs[i].tag;
+		tp.api->show_row(show, row);
+	}
+	return true;
+}
+
+static bool
+tp_init(void *ctx, const struct pgb_plugin_api *api, char *err, size_t errlen)
+{
+	struct timeval tv = { 0, TP_POLL_USEC };
+
+	tp.api = api;
+	if (!api->register_show("testplugin", tp_show, NULL)) {
+		snprintf(err, errlen, "cannot register SHOW TESTPLUGIN");
+		return false;
+	}
+	tp.poll_ev = event_new(api->event_base, -1, EV_PERSIST, tp_poll, NULL);
+	if (!tp.poll_ev || event_add(tp.poll_ev, &tv) != 0) {
+		snprintf(err, errlen, "cannot start the control timer");
+		return false;
+	}
+	api->log(PGB_LOG_INFO, "testplugin: init");
+	return true;
+}
+
+static bool
+tp_reload(void *ctx, const struct pgb_config *cfg, char *err, size_t errlen)
+{
+	const char *control_dir = NULL, *check_query = "", *refuse_value = "";
+	int i, j;
+
+	for (i = 0; i < cfg->section_count; i++) {
+		if (strcmp(cfg->section[i].key, "control_dir") == 0)
+			control_dir = cfg->section[i].value;
+		else if (strcmp(cfg->section[i].key, "check_query") == 0)
+			check_query = cfg->section[i].value;
+		else if (strcmp(cfg->section[i].key, "refuse_value") == 0)
+			refuse_value = cfg->section[i].value;
+	}
+	if (!control_dir) {
+		snprintf(err, errlen, "[testplugin] control_dir is required");
+		return false;
+	}
+	if (cfg->db_count > TP_MAX_DBS) {
+		snprintf(err, errlen, "too many databases");
+		return false;
+	}
+	snprintf(tp.control_dir, sizeof(tp.control_dir), "%s", control_dir);
+	snprintf(tp.check_query, sizeof(tp.check_query), "%s", check_query);
+	snprintf(tp.refuse_value, sizeof(tp.refuse_value), "%s", refuse_value);
+	tp.db_count = 0;
+	for (i = 0; i < cfg->db_count; i++) {
+		for (j = 0; j < cfg->dbs[i].count; j++) {
+			if (strcmp(cfg->dbs[i].settings[j].key, "test_tag") != 0)
+				continue;
+			snprintf(tp.dbs[tp.db_count].name, sizeof(tp.dbs[0].name), "%s", cfg->dbs[i].name);
+			snprintf(tp.dbs[tp.db_count].tag, sizeof(tp.dbs[0].tag), "%s", cfg->dbs[i].settings[j].value);
+			tp.db_count++;
+		}
+	}
+	tp.reloads++;
+	tp.api->log(PGB_LOG_INFO, "testplugin: reload %d, %d tagged databases", tp.reloads, tp.db_count);
+	return true;
+}
+
+static void
+tp_shutdown(void *ctx)
+{
+	if (tp.poll_ev)
+		event_free(tp.poll_ev);
+	tp.poll_ev = NULL;
+	tp_write_file("shutdown", "shutdown called\n");
+}
+
+static const char *
+tp_server_check_query(void *ctx, const char *db)
+{
+	int i;
+
+	if (!tp.check_query[0])
+		return NULL;
+	for (i = 0; i < tp.db_count; i++) {
+		if (strcmp(tp.dbs[i].name, db) == 0)
+			return tp.check_query;
+	}
+	return NULL;
+}
+
+static bool
+tp_server_check_result(void *ctx, const char *db, const char *host, int port,
+		       const char *value, char *err, size_t errlen)
+{
+	tp.checks++;
+	snprintf(tp.last_check, sizeof(tp.last_check), "%s", value ? value : "(null)");
+	if (value && tp.refuse_value[0] && strcmp(value, tp.refuse_value) == 0) {
+		tp.refusals++;
+		snprintf(err, errlen, "%s:%d answered \"%s\"", host, port, value);
+		return false;
+	}
+	return true;
+}
+
+__attribute__((visibility("default"))) bool
+pgb_plugin_load(struct pgb_plugin *plugin)
+{
+	const char *v = getenv("TEST_PLUGIN_API_VERSION");
+
+	memset(&tp, 0, sizeof(tp));
+	plugin->api_version = v ? atoi(v) : PGB_PLUGIN_API_VERSION;
+	plugin->name = "testplugin";
+	plugin->section = "testplugin";
+	plugin->db_keys = tp_db_keys;
+	plugin->check_setting = tp_check_setting;
+	plugin->check_db_setting = tp_check_db_setting;
+	plugin->init = tp_init;
+	plugin->reload = tp_reload;
+	plugin->shutdown = tp_shutdown;
+	plugin->server_check_query = tp_server_check_query;
+	plugin->server_check_result = tp_server_check_result;
+	return true;
+}
