@@ -1,0 +1,51 @@
+/*
+ * Patroni member records (the JSON in Consul under <namespace>/<scope>/
+ * members/<name>): parsing and strict validation of the conn_url whose
+ * host and port end up in PgBouncer's connection strings.
+ */
+#ifndef PGBC_PATRONI_MEMBER_H
+#define PGBC_PATRONI_MEMBER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PATRONI_HOST_MAX 256
+#define PATRONI_MEMBER_MAX_LEN 65536	/* a member record larger than this is refused */
+#define PATRONI_DEFAULT_PORT 5432
+
+struct patroni_member {
+	char host[PATRONI_HOST_MAX];	/* hostname or IP literal; IPv6 without brackets */
+	int port;			/* 1..65535 */
+	char state[32];			/* "running", "stopped", ... as written */
+	char role[32];			/* "master", "primary", "replica", "standby_leader", "demoted", ... */
+	char api_url[256];		/* may be empty */
+};
+
+/*
+ * Parse one member record (json need not be NUL-terminated).  Refuses
+ * anything but a JSON object of at most PATRONI_MEMBER_MAX_LEN bytes
+ * with a string conn_url that patroni_conn_url_parse accepts.  state and
+ * role are copied when present (printable, shorter than their field);
+ * api_url is kept only when it is a printable string that fits.
+ */
+bool patroni_member_parse(const char *json, size_t len, struct patroni_member *out,
+			  char *err, size_t errlen);
+
+/*
+ * Take host and port from a conn_url: postgres:// or postgresql://, a
+ * hostname, IPv4 literal or [IPv6] literal, an optional :port (5432 when
+ * missing) and an optional /dbname; no userinfo, query or fragment.
+ */
+bool patroni_conn_url_parse(const char *url, char *host, size_t hostlen, int *port,
+			    char *err, size_t errlen);
+
+/* RFC 1123 hostname, IPv4 literal or IPv6 literal (no brackets) */
+bool patroni_host_valid(const char *host);
+
+/* state is "running" */
+bool patroni_member_is_running(const struct patroni_member *m);
+
+/* role is "master" (Patroni 3) or "primary" (Patroni 4) */
+bool patroni_member_is_primary_role(const struct patroni_member *m);
+
+#endif

@@ -1,0 +1,107 @@
+#!/bin/bash
+# Runs every test of pgbouncer-consul on this machine: installs the Debian
+# packages it lacks (as root), fetches and verifies the pinned upstream,
+# builds, then runs unit tests, fuzzers, the fork's tests, PgBouncer's own
+# suite (unpatched, fork, fork + plugin) and the integration tests against
+# a real Consul and Patroni lab.  Every server it starts is stopped by PID.
+# Usage: ./test.sh [--quick]   (--quick skips PgBouncer's own suite)
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")" && pwd)
+cd "$top"
+quick=no
+[ "${1:-}" = "--quick" ] && quick=yes
+
+export PGBC_CACHE=${PGBC_CACHE:-$([ "$(id -u)" = 0 ] && echo /var/cache/pgbouncer-consul || echo "$HOME/.cache/pgbouncer-consul")}
+results=$top/test-results
+rm -rf "$results"
+mkdir -p "$results"
+failures=()
+
+say() { printf '\n=== %s\n' "$*"; }
+stage() {
+	# stage NAME COMMAND...: run one stage, remember a failure, go on
+	local name=$1
+	shift
+	say "$name"
+	local t0=$SECONDS
+	if "$@"; then
+		echo "--- $name: ok ($((SECONDS - t0)) s)"
+	else
+		echo "--- $name: FAILED ($((SECONDS - t0)) s)"
+		failures+=("$name")
+	fi
+}
+
+# --- Debian packages ----------------------------------------------------
+packages=(
+	# build
+	gcc make autoconf automake libtool pkg-config patch xz-utils dpkg-dev
+	ca-certificates debian-archive-keyring
+	libevent-dev libcurl4-openssl-dev libjson-c-dev libpq-dev libssl-dev libc-ares-dev
+	# tests
+	libcmocka-dev clang valgrind openssl iproute2 dnsutils
+	postgresql-15 postgresql-client-15 patroni python3-consul pgbackrest
+	python3-pytest python3-pytest-asyncio python3-pytest-timeout python3-pytest-xdist
+	python3-psycopg python3-filelock python3-yaml
+)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	say "installing Debian packages: ${missing[*]}"
+	if [ "$(id -u)" != 0 ]; then
+		echo "test.sh: missing packages (${missing[*]}); run as root or install them" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >"$results/apt-update.log" 2>&1 || { cat "$results/apt-update.log"; exit 1; }
+	apt-get install -y -q --no-install-recommends "${missing[@]}" >"$results/apt-install.log" 2>&1 ||
+		{ tail -n 30 "$results/apt-install.log"; exit 1; }
+fi
+
+# --- build ----------------------------------------------------------------
+say "building (fetch + verify upstream, patch, configure, make)"
+t0=$SECONDS
+prefix=$top/test-results/install
+if [ ! -f Makefile ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+	autoreconf -fi >"$results/autoreconf.log" 2>&1 || { cat "$results/autoreconf.log"; exit 1; }
+	./configure --prefix="$prefix" >"$results/configure.log" 2>&1 || { tail -n 30 "$results/configure.log"; exit 1; }
+fi
+make -j2 >"$results/make.log" 2>&1 || { tail -n 40 "$results/make.log"; exit 1; }
+make -j2 install >"$results/install.log" 2>&1 || { tail -n 40 "$results/install.log"; exit 1; }
+echo "build: $((SECONDS - t0)) s; $("$prefix/bin/pgbouncer" --version | head -n 1)"
+
+# --- tests ------------------------------------------------------------------
+pytest() {
+	# pytest NAME DIR [ARGS...]: Debian's interpreter sees Debian's modules
+	local name=$1 dir=$2
+	shift 2
+	/usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE --junitxml="$results/$name.junit.xml" "$dir" "$@"
+}
+
+stage "unit tests (make check)" make -j2 check
+stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
+
+if [ "$quick" = no ]; then
+	upstream_suite() {
+		make upstream-plain >"$results/make-plain.log" 2>&1 || { tail -n 30 "$results/make-plain.log"; return 1; }
+		mkdir -p "$results/upstream"
+		tests/upstream/run.sh upstream/plain unpatched "$results/upstream" &&
+		tests/upstream/run.sh upstream/pgbouncer fork "$results/upstream" &&
+		tests/upstream/run.sh upstream/pgbouncer fork-with-plugin "$results/upstream" \
+			tests/plugin/.libs/test_plugin.so &&
+		/usr/bin/python3 tests/upstream/compare.py "$results/upstream/unpatched.junit.xml" \
+			"$results/upstream/fork.junit.xml" "$results/upstream/fork-with-plugin.junit.xml"
+	}
+	stage "PgBouncer's own suite: unpatched vs fork vs fork + plugin" upstream_suite
+fi
+
+# --- summary ----------------------------------------------------------------
+say "summary"
+[ ${#failures[@]} -eq 0 ] || printf 'FAILED stages: %s\n' "${failures[*]}"
+# the closing line counts our own tests (unit + pytest); PgBouncer's own
+# suite is reported and compared above
+/usr/bin/python3 tests/summary.py "$results"
+[ ${#failures[@]} -eq 0 ]
