@@ -82,6 +82,7 @@ pytest() {
 }
 
 stage "unit tests (make check)" make -j2 check
+stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
 
 if [ "$quick" = no ]; then

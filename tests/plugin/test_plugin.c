@@ -26,6 +26,8 @@ struct tp_db {
 struct tp_state {
 	const struct pgb_plugin_api *api;
 	struct event *poll_ev;
+	struct event *retry_ev;		/* releases the hold after a refusal */
+	char retry_db[64];
 	char control_dir[512];
 	char check_query[256];
 	char refuse_value[64];
@@ -51,7 +53,8 @@ tp_check_setting(void *ctx, const char *key, const char *value, char *err, size_
 		}
 		return true;
 	}
-	if (strcmp(key, "check_query") == 0 || strcmp(key, "refuse_value") == 0)
+	if (strcmp(key, "check_query") == 0 || strcmp(key, "refuse_value") == 0 ||
+	    strcmp(key, "refuse_config") == 0)
 		return true;
 	snprintf(err, errlen, "unknown key");
 	return false;
@@ -156,6 +159,12 @@ tp_poll(evutil_socket_t fd, short what, void *arg)
 	tp_write_file("result", out);
 }
 
+static void
+tp_retry(evutil_socket_t fd, short what, void *arg)
+{
+	tp.api->db_hold(tp.retry_db, false);
+}
+
 static bool
 tp_show(void *ctx, struct pgb_show *show)
 {
@@ -197,6 +206,7 @@ tp_init(void *ctx, const struct pgb_plugin_api *api, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot register SHOW TESTPLUGIN");
 		return false;
 	}
+	tp.retry_ev = evtimer_new(api->event_base, tp_retry, NULL);
 	tp.poll_ev = event_new(api->event_base, -1, EV_PERSIST, tp_poll, NULL);
 	if (!tp.poll_ev || event_add(tp.poll_ev, &tv) != 0) {
 		snprintf(err, errlen, "cannot start the control timer");
@@ -209,7 +219,7 @@ tp_init(void *ctx, const struct pgb_plugin_api *api, char *err, size_t errlen)
 static bool
 tp_reload(void *ctx, const struct pgb_config *cfg, char *err, size_t errlen)
 {
-	const char *control_dir = NULL, *check_query = "", *refuse_value = "";
+	const char *control_dir = "", *check_query = "", *refuse_value = "";
 	int i, j;
 
 	for (i = 0; i < cfg->section_count; i++) {
@@ -219,10 +229,10 @@ tp_reload(void *ctx, const struct pgb_config *cfg, char *err, size_t errlen)
 			check_query = cfg->section[i].value;
 		else if (strcmp(cfg->section[i].key, "refuse_value") == 0)
 			refuse_value = cfg->section[i].value;
-	}
-	if (!control_dir) {
-		snprintf(err, errlen, "[testplugin] control_dir is required");
-		return false;
+		else if (strcmp(cfg->section[i].key, "refuse_config") == 0) {
+			snprintf(err, errlen, "refuse_config is set");
+			return false;
+		}
 	}
 	if (cfg->db_count > TP_MAX_DBS) {
 		snprintf(err, errlen, "too many databases");
@@ -251,7 +261,9 @@ tp_shutdown(void *ctx)
 {
 	if (tp.poll_ev)
 		event_free(tp.poll_ev);
-	tp.poll_ev = NULL;
+	if (tp.retry_ev)
+		event_free(tp.retry_ev);
+	tp.poll_ev = tp.retry_ev = NULL;
 	tp_write_file("shutdown", "shutdown called\n");
 }
 
@@ -276,7 +288,13 @@ tp_server_check_result(void *ctx, const char *db, const char *host, int port,
 	tp.checks++;
 	snprintf(tp.last_check, sizeof(tp.last_check), "%s", value ? value : "(null)");
 	if (value && tp.refuse_value[0] && strcmp(value, tp.refuse_value) == 0) {
+		struct timeval tv = { 0, 100000 };
+
+		/* hold, and retry in 100 ms rather than after server_login_retry */
 		tp.refusals++;
+		snprintf(tp.retry_db, sizeof(tp.retry_db), "%s", db);
+		tp.api->db_hold(db, true);
+		evtimer_add(tp.retry_ev, &tv);
 		snprintf(err, errlen, "%s:%d answered \"%s\"", host, port, value);
 		return false;
 	}
