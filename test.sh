@@ -84,6 +84,7 @@ pytest() {
 stage "unit tests (make check)" make -j2 check
 stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
+stage "lab: real Consul 1.8.7 and Patroni 3.0.2 cluster" pytest lab "$top/tests/integration/test_lab.py"
 
 if [ "$quick" = no ]; then
 	upstream_suite() {

@@ -1,0 +1,167 @@
+"""Fixtures for the integration lab: a real Consul 1.8.7 dev agent and a real
+Patroni 3.0.2 / PostgreSQL 15 cluster on 127.0.0.1 (see tests/integration/lab.py).
+
+Run as root (Patroni/Postgres are started as the `postgres` user):
+    /usr/bin/python3 -m pytest -v tests/integration -m integration
+
+Environment:
+    PGBC_CACHE   cache dir for the Consul .deb/binary (default /var/cache/pgbouncer-consul)
+    PGBC_CONSUL  use this consul binary instead of fetching one
+    PGBC_KEEP    if set, keep the lab work dirs under /tmp after the run (for logs)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import lab  # noqa: E402
+
+
+def _sigterm(signum, frame):
+    # Default SIGTERM would end the interpreter without fixture teardown or
+    # atexit: turn it into KeyboardInterrupt so every lab process gets stopped.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    import signal
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _sigterm)
+    config.addinivalue_line(
+        "markers", "integration: needs the real Consul/Patroni/PostgreSQL lab (run as root)")
+    # keep `@pytest.mark.timeout` harmless if python3-pytest-timeout is missing
+    config.addinivalue_line("markers", "timeout(seconds): per-test timeout (pytest-timeout)")
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if Path(str(item.fspath)).resolve().parent == here:
+            item.add_marker(pytest.mark.integration)
+
+
+def _require_lab():
+    if os.geteuid() != 0:
+        pytest.skip("the integration lab must run as root (it starts Patroni as postgres)")
+    missing = [p for p in (lab.PATRONI_BIN, str(lab.PG_BIN / "postgres")) if not os.path.exists(p)]
+    if missing:
+        pytest.fail(f"lab prerequisites missing: {missing}; run ./test.sh, which installs them")
+
+
+def _workdir(prefix: str) -> Path:
+    return lab.make_workdir(prefix)
+
+
+def _cleanup(path: Path, failed: bool) -> None:
+    if os.environ.get("PGBC_KEEP") or failed:
+        lab.log(f"keeping {path} (logs)")
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        item.session.__dict__["_lab_failed"] = True
+
+
+def _failed(request) -> bool:
+    return bool(request.session.__dict__.get("_lab_failed"))
+
+
+@pytest.fixture(scope="session")
+def lab_cache() -> Path:
+    d = Path(os.environ.get("PGBC_CACHE") or lab.DEFAULT_CACHE)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def consul_bin(lab_cache) -> str:
+    """Path of the Consul 1.8.7 binary (fetched once into lab_cache)."""
+    try:
+        return lab.consul_binary(lab_cache)
+    except Exception as e:  # noqa: BLE001
+        pytest.fail(f"cannot get consul: {e}")
+
+
+@pytest.fixture(scope="module")
+def consul(consul_bin, request):
+    """A Consul dev agent shared by the module (the one `patroni_cluster` uses)."""
+    _require_lab()
+    wd = _workdir("pgbc-lab-consul-")
+    c = lab.Consul(wd, binary=consul_bin)
+    try:
+        c.start()
+        lab.record_timing("consul_start", c.start_time)
+        yield c
+    finally:
+        c.stop()
+        _cleanup(wd, _failed(request))
+
+
+@pytest.fixture
+def fresh_consul(consul_bin, request):
+    """A private Consul dev agent for one test."""
+    _require_lab()
+    wd = _workdir("pgbc-lab-consul-")
+    c = lab.Consul(wd, binary=consul_bin)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+        _cleanup(wd, _failed(request))
+
+
+@pytest.fixture
+def acl_consul(consul_bin, request):
+    """A private Consul dev agent with ACLs on (default deny); .token = master token."""
+    _require_lab()
+    wd = _workdir("pgbc-lab-consul-acl-")
+    c = lab.Consul(wd, acl_master_token=str(uuid.uuid4()), binary=consul_bin)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+        _cleanup(wd, _failed(request))
+
+
+@pytest.fixture(scope="module")
+def patroni_cluster(consul, request):
+    """3-member Patroni cluster (scope raddb, namespace service) on `consul`,
+    started and healthy (leader + 2 streaming replicas); stopped after the module."""
+    _require_lab()
+    wd = _workdir("pgbc-lab-patroni-")
+    cluster = lab.PatroniCluster(wd, consul)
+    try:
+        cluster.start()
+        lab.record_timing("patroni_cluster_start", cluster.start_time)
+        yield cluster
+    finally:
+        cluster.stop()
+        _cleanup(wd, _failed(request))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if lab.TIMINGS:
+        terminalreporter.section("lab timings")
+        for k, v in lab.TIMINGS.items():
+            terminalreporter.write_line(f"{k:45s} {v:8.3f} s" if isinstance(v, float)
+                                        else f"{k:45s} {v}")
+        out = os.environ.get("PGBC_TIMINGS_FILE")
+        if out:
+            import json
+            with open(out, "a") as f:
+                f.write(json.dumps(lab.TIMINGS) + "\n")
