@@ -34,44 +34,17 @@ stage() {
 }
 
 # --- Debian packages ----------------------------------------------------
-packages=(
-	# build
-	gcc make autoconf automake libtool pkg-config patch xz-utils dpkg-dev
-	ca-certificates debian-archive-keyring
-	libevent-dev libcurl4-openssl-dev libjson-c-dev libpq-dev libssl-dev libc-ares-dev
-	# tests
-	libcmocka-dev clang valgrind openssl iproute2 dnsutils
-	postgresql-15 postgresql-client-15 patroni python3-consul pgbackrest
-	python3-pytest python3-pytest-asyncio python3-pytest-timeout python3-pytest-xdist
-	python3-psycopg python3-filelock python3-yaml
-)
-missing=()
-for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing Debian packages: ${missing[*]}"
-	if [ "$(id -u)" != 0 ]; then
-		echo "test.sh: missing packages (${missing[*]}); run as root or install them" >&2
-		exit 1
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q >"$results/apt-update.log" 2>&1 || { cat "$results/apt-update.log"; exit 1; }
-	apt-get install -y -q --no-install-recommends "${missing[@]}" >"$results/apt-install.log" 2>&1 ||
-		{ tail -n 30 "$results/apt-install.log"; exit 1; }
-fi
+scripts/install-deps.sh "$results"
 
 # --- build ----------------------------------------------------------------
 say "building (fetch + verify upstream, patch, configure, make)"
 t0=$SECONDS
-prefix=$top/test-results/install
 if [ ! -f Makefile ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
 	autoreconf -fi >"$results/autoreconf.log" 2>&1 || { cat "$results/autoreconf.log"; exit 1; }
-	./configure --prefix="$prefix" >"$results/configure.log" 2>&1 || { tail -n 30 "$results/configure.log"; exit 1; }
+	./configure >"$results/configure.log" 2>&1 || { tail -n 30 "$results/configure.log"; exit 1; }
 fi
 make -j2 >"$results/make.log" 2>&1 || { tail -n 40 "$results/make.log"; exit 1; }
-make -j2 install >"$results/install.log" 2>&1 || { tail -n 40 "$results/install.log"; exit 1; }
-echo "build: $((SECONDS - t0)) s; $("$prefix/bin/pgbouncer" --version | head -n 1)"
+echo "build: $((SECONDS - t0)) s; $(upstream/pgbouncer/pgbouncer --version | head -n 1)"
 
 # --- tests ------------------------------------------------------------------
 pytest() {
@@ -81,10 +54,22 @@ pytest() {
 	/usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE --junitxml="$results/$name.junit.xml" "$dir" "$@"
 }
 
+install_layout() {
+	# what make install puts where (into a scratch DESTDIR)
+	local d=$results/destdir p
+	make install DESTDIR="$d" >"$results/install.log" 2>&1 || { tail -n 30 "$results/install.log"; return 1; }
+	p=$(sed -n 's/^prefix = //p' Makefile)
+	for f in bin/pgbouncer include/pgbouncer-consul/pgb_plugin.h lib/pgbouncer-consul/consul_redirect.so; do
+		[ -f "$d$p/$f" ] || { echo "make install did not install $p/$f"; return 1; }
+	done
+	"$d$p/bin/pgbouncer" --version | head -n 1
+}
+stage "make install layout" install_layout
 stage "unit tests (make check)" make -j2 check
 stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
 stage "lab: real Consul 1.8.7 and Patroni 3.0.2 cluster" pytest lab "$top/tests/integration/test_lab.py"
+stage "consul_redirect.so following the lab" pytest consul-redirect "$top/tests/integration/test_consul_redirect.py"
 
 if [ "$quick" = no ]; then
 	upstream_suite() {

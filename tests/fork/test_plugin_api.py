@@ -9,7 +9,6 @@ import time
 import psycopg
 import pytest
 
-from conftest import TEST_PLUGIN
 
 
 def port_of(conn):
@@ -191,6 +190,46 @@ def test_fail_waiting_extended_protocol(bouncer, pg_a):
         assert c.execute("select %s::int", (7,)).fetchone()[0] == 7
 
 
+def test_login_waiting_for_first_server_served_after_release(bouncer, pg_a):
+    # no server yet: the login itself waits for the pool's first server
+    started(bouncer, pg_a)
+    assert bouncer.command("hold app") == "ok"
+    done = threading.Event()
+    result = {}
+
+    def login():
+        with bouncer.connect() as c:
+            result["port"] = port_of(c)
+        done.set()
+
+    threading.Thread(target=login, daemon=True).start()
+    assert not done.wait(1.5), "login completed while held"
+    assert pg_a.bouncer_backends() == 0
+    assert bouncer.command("release app") == "ok"
+    assert done.wait(5), "a login waiting for the first server was not served after release"
+    assert result["port"] == pg_a.port
+
+
+def test_fail_waiting_refuses_login_waiting_for_first_server(bouncer, pg_a):
+    started(bouncer, pg_a)
+    assert bouncer.command("hold app") == "ok"
+    errors = []
+
+    def login():
+        try:
+            with bouncer.connect() as c:
+                c.execute("select 1")
+        except psycopg.Error as e:
+            errors.append(str(e))
+
+    th = threading.Thread(target=login, daemon=True)
+    th.start()
+    time.sleep(1)
+    assert bouncer.command("fail app no server for this login") == "1"
+    th.join(5)
+    assert len(errors) == 1 and "no server for this login" in errors[0]
+
+
 def test_reload_keeps_runtime_address(bouncer, pg_a, pg_b):
     started(bouncer, pg_a)
     assert bouncer.command(f"address app 127.0.0.1 {pg_b.port}") == "1"
@@ -292,7 +331,7 @@ def test_bad_claimed_key_at_startup(bouncer, pg_a):
 
 
 def test_bad_section_value_at_startup(bouncer, pg_a):
-    bouncer.write_config(db_line(pg_a), sections=f"[testplugin]\ncontrol_dir = relative/dir\n")
+    bouncer.write_config(db_line(pg_a), sections="[testplugin]\ncontrol_dir = relative/dir\n")
     rc, out = bouncer.start(expect_fail=True)
     assert rc != 0
     assert '[testplugin] control_dir: must be an absolute path, not "relative/dir"' in out

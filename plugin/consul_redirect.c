@@ -1,0 +1,553 @@
+/*
+ * consul_redirect.c - the plugin's entry point: claims [consul] and the
+ * patroni_scope/patroni_role database keys, checks their values, and on
+ * every (re)load turns the configuration into one watch per scope.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "pgb_plugin.h"
+
+#include "consul_client.h"
+#include "duration.h"
+#include "errbuf.h"
+
+#include "consul_redirect.h"
+#include "curl_loop.h"
+#include "plugin_log.h"
+#include "recovery_check.h"
+#include "show.h"
+#include "watch.h"
+
+#define REDIRECT_DEFAULT_URL "http://127.0.0.1:8500"
+#define REDIRECT_DEFAULT_NAMESPACE "service"
+#define REDIRECT_DEFAULT_WAIT_USEC (UINT64_C(300) * 1000000)
+#define REDIRECT_MAX_WAIT_USEC (UINT64_C(600) * 1000000)	/* Consul's max_query_time */
+#define REDIRECT_DEFAULT_NO_LEADER_USEC (UINT64_C(30) * 1000000)
+#define REDIRECT_PATH_MAX 1024
+
+/* [consul] as read, before the token file is */
+struct redirect_settings {
+	struct watch_options opts;
+	char token_file[REDIRECT_PATH_MAX];
+};
+
+/* one [databases] entry with claimed keys */
+struct redirect_binding {
+	const char *db;
+	const char *scope;
+	enum watch_role role;
+};
+
+static const char *const redirect_db_keys[] = {
+	"patroni_scope", "patroni_role", NULL
+};
+
+static struct consul_redirect redirect_state;
+
+/* --- values --- */
+
+static void
+redirect_bad_value(char *err, size_t errlen, const char *key,
+		   const char *value, const char *why)
+{
+	char shown[ERRBUF_VALUE_MAX];
+
+	errbuf_printable(value, shown, sizeof(shown));
+	errbuf_set(err, errlen, "invalid value \"%s\" for %s: %s", shown, key, why);
+}
+
+static bool
+redirect_path(const char *key, const char *value, char *out, size_t len,
+	      char *err, size_t errlen)
+{
+	if (strlen(value) >= len) {
+		redirect_bad_value(err, errlen, key, value, "path too long");
+		return false;
+	}
+	if (value[0] != '\0' && access(value, R_OK) != 0) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "cannot read it: %s", strerror(errno));
+		redirect_bad_value(err, errlen, key, value, why);
+		return false;
+	}
+	snprintf(out, len, "%s", value);
+	return true;
+}
+
+/* Patroni's namespace, surrounding slashes dropped: segments of [A-Za-z0-9._-] */
+static bool
+redirect_namespace(const char *value, char *out, size_t len, char *err,
+		   size_t errlen)
+{
+	char buf[256], *seg, *save = NULL;
+	const char *start = value;
+	size_t n;
+
+	while (*start == '/')
+		start++;
+	n = strlen(start);
+	while (n > 0 && start[n - 1] == '/')
+		n--;
+	if (n == 0 || n >= sizeof(buf) || n >= len) {
+		redirect_bad_value(err, errlen, "namespace", value,
+				   "expected a name such as service");
+		return false;
+	}
+	memcpy(buf, start, n);
+	buf[n] = '\0';
+	memcpy(out, buf, n + 1);
+	for (seg = strtok_r(buf, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
+		if (!watch_name_valid(seg)) {
+			redirect_bad_value(err, errlen, "namespace", value,
+					   "only letters, digits, '.', '_' and '-' are allowed");
+			return false;
+		}
+	}
+	if (strstr(out, "//")) {
+		redirect_bad_value(err, errlen, "namespace", value, "empty path segment");
+		return false;
+	}
+	return true;
+}
+
+static bool
+redirect_duration(const char *key, const char *value, uint64_t max,
+		  const char *max_text, bool zero_ok, uint64_t *out, char *err,
+		  size_t errlen)
+{
+	char why[160];
+
+	if (!duration_parse(value, out, why, sizeof(why))) {
+		redirect_bad_value(err, errlen, key, value, why);
+		return false;
+	}
+	if (*out == 0 && !zero_ok) {
+		redirect_bad_value(err, errlen, key, value, "must be more than 0");
+		return false;
+	}
+	if (max_text && *out > max) {
+		snprintf(why, sizeof(why), "must be at most %s", max_text);
+		redirect_bad_value(err, errlen, key, value, why);
+		return false;
+	}
+	return true;
+}
+
+/* one [consul] key into s (s may be a scratch copy when only checking) */
+static bool
+redirect_setting(struct redirect_settings *s, const char *key,
+		 const char *value, char *err, size_t errlen)
+{
+	struct consul_settings *c = &s->opts.consul;
+	char why[200];
+
+	if (strcmp(key, "url") == 0) {
+		if (strlen(value) >= sizeof(c->url) ||
+		    !consul_url_check(value, why, sizeof(why))) {
+			redirect_bad_value(err, errlen, key, value,
+					   strlen(value) >= sizeof(c->url) ?
+					   "too long" : why);
+			return false;
+		}
+		snprintf(c->url, sizeof(c->url), "%s", value);
+		return true;
+	}
+	if (strcmp(key, "token_file") == 0)
+		return redirect_path(key, value, s->token_file,
+				     sizeof(s->token_file), err, errlen);
+	if (strcmp(key, "ca_file") == 0)
+		return redirect_path(key, value, c->ca_file, sizeof(c->ca_file),
+				     err, errlen);
+	if (strcmp(key, "namespace") == 0)
+		return redirect_namespace(value, c->namespace_,
+					  sizeof(c->namespace_), err, errlen);
+	if (strcmp(key, "wait") == 0)
+		return redirect_duration(key, value, REDIRECT_MAX_WAIT_USEC, "10m", false,
+					 &c->wait_usec, err, errlen);
+	if (strcmp(key, "no_leader_timeout") == 0)
+		return redirect_duration(key, value, 0, NULL, true,
+					 &s->opts.no_leader_timeout_usec, err,
+					 errlen);
+	if (strcmp(key, "consistency") == 0) {
+		if (!consul_consistency_parse(value, &c->consistency)) {
+			redirect_bad_value(err, errlen, key, value,
+					   "expected default, consistent or stale");
+			return false;
+		}
+		return true;
+	}
+	errbuf_printable(key, why, sizeof(why));
+	errbuf_set(err, errlen, "unknown key \"%s\" in [consul] (known: url, "
+		   "token_file, ca_file, namespace, wait, no_leader_timeout, "
+		   "consistency)", why);
+	return false;
+}
+
+static void
+redirect_defaults(struct redirect_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->opts.consul.url, sizeof(s->opts.consul.url), "%s",
+		 REDIRECT_DEFAULT_URL);
+	snprintf(s->opts.consul.namespace_, sizeof(s->opts.consul.namespace_),
+		 "%s", REDIRECT_DEFAULT_NAMESPACE);
+	s->opts.consul.wait_usec = REDIRECT_DEFAULT_WAIT_USEC;
+	s->opts.consul.consistency = CONSUL_CONSISTENCY_DEFAULT;
+	s->opts.no_leader_timeout_usec = REDIRECT_DEFAULT_NO_LEADER_USEC;
+}
+
+static bool
+redirect_db_setting(const char *db, const char *key, const char *value,
+		    char *err, size_t errlen)
+{
+	enum watch_role role;
+
+	if (strcmp(key, "patroni_scope") == 0) {
+		if (!watch_name_valid(value)) {
+			redirect_bad_value(err, errlen, key, value,
+					   "a Patroni scope is letters, digits, '.', '_' and '-'");
+			return false;
+		}
+		return true;
+	}
+	if (strcmp(key, "patroni_role") == 0) {
+		if (!watch_role_parse(value, &role)) {
+			redirect_bad_value(err, errlen, key, value,
+					   "expected primary, replica or any");
+			return false;
+		}
+		return true;
+	}
+	errbuf_set(err, errlen, "unknown database key \"%s\"", key);
+	return false;
+}
+
+/* --- hooks: checks while the file is read --- */
+
+static bool
+redirect_check_setting(void *ctx, const char *key, const char *value,
+		       char *err, size_t errlen)
+{
+	struct redirect_settings scratch;
+
+	redirect_defaults(&scratch);
+	return redirect_setting(&scratch, key, value, err, errlen);
+}
+
+static bool
+redirect_check_db_setting(void *ctx, const char *db, const char *key,
+			  const char *value, char *err, size_t errlen)
+{
+	return redirect_db_setting(db, key, value, err, errlen);
+}
+
+/* --- reload: the desired watches against the current ones --- */
+
+static bool
+redirect_read_config(const struct pgb_config *config,
+		     struct redirect_settings *s,
+		     struct redirect_binding *bindings, char *err,
+		     size_t errlen)
+{
+	int i, j;
+
+	redirect_defaults(s);
+	for (i = 0; i < config->section_count; i++)
+		if (!redirect_setting(s, config->section[i].key,
+				      config->section[i].value, err, errlen))
+			return false;
+	for (i = 0; i < config->db_count; i++) {
+		const struct pgb_db_settings *d = &config->dbs[i];
+		struct redirect_binding *b = &bindings[i];
+		const char *role = NULL;
+
+		b->db = d->name;
+		b->scope = NULL;
+		b->role = WATCH_ROLE_PRIMARY;
+		for (j = 0; j < d->count; j++) {
+			if (!redirect_db_setting(d->name, d->settings[j].key,
+						 d->settings[j].value, err, errlen))
+				return false;
+			if (strcmp(d->settings[j].key, "patroni_scope") == 0)
+				b->scope = d->settings[j].value;
+			else
+				role = d->settings[j].value;
+		}
+		if (!b->scope) {
+			errbuf_set(err, errlen,
+				   "database \"%s\": patroni_role = %s needs patroni_scope",
+				   d->name, role ? role : "");
+			return false;
+		}
+		if (role)
+			watch_role_parse(role, &b->role);
+		if (strlen(d->name) >= WATCH_NAME_MAX) {
+			errbuf_set(err, errlen, "database name \"%s\" too long", d->name);
+			return false;
+		}
+	}
+	if (s->token_file[0] != '\0' &&
+	    !consul_token_read(s->token_file, s->opts.consul.token,
+			       sizeof(s->opts.consul.token), err, errlen))
+		return false;
+	return true;
+}
+
+/* anything that changes where or how Consul is asked */
+static bool
+redirect_consul_changed(const struct consul_settings *a,
+			const struct consul_settings *b)
+{
+	return strcmp(a->url, b->url) != 0 || strcmp(a->token, b->token) != 0 ||
+	       strcmp(a->ca_file, b->ca_file) != 0 ||
+	       strcmp(a->namespace_, b->namespace_) != 0 ||
+	       a->wait_usec != b->wait_usec || a->consistency != b->consistency;
+}
+
+static const struct redirect_binding *
+redirect_desired(const struct redirect_binding *bindings, int n, const char *db)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(bindings[i].db, db) == 0)
+			return &bindings[i];
+	return NULL;
+}
+
+static struct watch *
+redirect_find_watch(struct consul_redirect *cr, const char *scope)
+{
+	int i;
+
+	for (i = 0; i < cr->watch_count; i++)
+		if (strcmp(watch_scope(cr->watches[i]), scope) == 0)
+			return cr->watches[i];
+	return NULL;
+}
+
+/* drop bindings that are gone or changed, then watches left empty */
+static void
+redirect_drop(struct consul_redirect *cr, const struct redirect_binding *want,
+	      int n)
+{
+	const struct redirect_binding *d;
+	enum watch_role role;
+	int i, j;
+
+	for (i = 0; i < cr->watch_count; i++) {
+		struct watch *w = cr->watches[i];
+
+		for (j = watch_db_count(w) - 1; j >= 0; j--) {
+			const char *db = watch_db_name(w, j);
+
+			watch_has_db(w, db, &role);
+			d = redirect_desired(want, n, db);
+			if (!d || strcmp(d->scope, watch_scope(w)) != 0 ||
+			    d->role != role) {
+				plugin_log(cr->api, PGB_LOG_INFO,
+					     "database \"%s\" no longer follows scope \"%s\" as %s",
+					     db, watch_scope(w), watch_role_name(role));
+				watch_unbind(w, db);
+			}
+		}
+	}
+	for (i = 0; i < cr->watch_count; i++) {
+		if (watch_db_count(cr->watches[i]) > 0)
+			continue;
+		plugin_log(cr->api, PGB_LOG_INFO, "scope \"%s\": watch dropped",
+			     watch_scope(cr->watches[i]));
+		watch_free(cr->watches[i], true);
+		cr->watches[i--] = cr->watches[--cr->watch_count];
+	}
+}
+
+static bool
+redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
+	       const struct redirect_binding *want, int n, char *err,
+	       size_t errlen)
+{
+	bool restart = cr->configured &&
+		       redirect_consul_changed(&cr->opts.consul, &s->opts.consul);
+	struct watch **grown;
+	int i;
+
+	redirect_drop(cr, want, n);
+	for (i = 0; i < cr->watch_count; i++) {
+		if (restart) {
+			plugin_log(cr->api, PGB_LOG_INFO,
+				     "scope \"%s\": consul settings changed, watch restarted",
+				     watch_scope(cr->watches[i]));
+			watch_restart(cr->watches[i], &s->opts);
+		} else {
+			watch_set_options(cr->watches[i], &s->opts);
+			watch_reapply(cr->watches[i]);
+		}
+	}
+	cr->opts = s->opts;
+	cr->configured = true;
+	for (i = 0; i < n; i++) {
+		struct watch *w = redirect_find_watch(cr, want[i].scope);
+
+		if (w && watch_has_db(w, want[i].db, NULL))
+			continue;
+		if (!w) {
+			grown = realloc(cr->watches,
+					(cr->watch_count + 1) * sizeof(*grown));
+			if (!grown)
+				goto oom;
+			cr->watches = grown;
+			w = watch_new(cr->api, cr->loop, want[i].scope, &s->opts);
+			if (!w)
+				goto oom;
+			cr->watches[cr->watch_count++] = w;
+			plugin_log(cr->api, PGB_LOG_INFO, "scope \"%s\": watching %s at %s",
+				     want[i].scope, s->opts.consul.namespace_,
+				     s->opts.consul.url);
+		}
+		if (!watch_bind(w, want[i].db, want[i].role))
+			goto oom;
+		plugin_log(cr->api, PGB_LOG_INFO, "database \"%s\" follows scope \"%s\" as %s",
+			     want[i].db, want[i].scope, watch_role_name(want[i].role));
+	}
+	return true;
+oom:
+	errbuf_set(err, errlen, "out of memory while applying the configuration");
+	return false;
+}
+
+static bool
+redirect_reload(void *ctx, const struct pgb_config *config, char *err,
+		size_t errlen)
+{
+	struct consul_redirect *cr = ctx;
+	struct redirect_settings s;
+	struct redirect_binding *want;
+	bool ok;
+
+	if (!cr->api) {
+		errbuf_set(err, errlen, "reload before init");
+		return false;
+	}
+	want = calloc(config->db_count > 0 ? config->db_count : 1, sizeof(*want));
+	if (!want) {
+		errbuf_set(err, errlen, "out of memory");
+		return false;
+	}
+	ok = redirect_read_config(config, &s, want, err, errlen) &&
+	     redirect_apply(cr, &s, want, config->db_count, err, errlen);
+	free(want);
+	memset(s.opts.consul.token, 0, sizeof(s.opts.consul.token));
+	return ok;
+}
+
+/* --- life cycle --- */
+
+struct watch *
+consul_redirect_find_db(struct consul_redirect *cr, const char *db,
+			enum watch_role *role)
+{
+	int i;
+
+	for (i = 0; i < cr->watch_count; i++)
+		if (watch_has_db(cr->watches[i], db, role))
+			return cr->watches[i];
+	return NULL;
+}
+
+static bool
+redirect_init(void *ctx, const struct pgb_plugin_api *api, char *err,
+	      size_t errlen)
+{
+	struct consul_redirect *cr = ctx;
+	CURLcode rc;
+
+	if (api->api_version != PGB_PLUGIN_API_VERSION) {
+		errbuf_set(err, errlen, "plugin api version %d, expected %d",
+			   api->api_version, PGB_PLUGIN_API_VERSION);
+		return false;
+	}
+	rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (rc != CURLE_OK) {
+		errbuf_set(err, errlen, "curl_global_init: %s", curl_easy_strerror(rc));
+		return false;
+	}
+	cr->api = api;
+	cr->loop = curl_loop_new(api->event_base, err, errlen);
+	if (!cr->loop)
+		goto fail;
+	if (!show_register(cr)) {
+		errbuf_set(err, errlen, "cannot register SHOW CONSUL");
+		goto fail;
+	}
+	return true;
+fail:
+	curl_loop_free(cr->loop);
+	cr->loop = NULL;
+	cr->api = NULL;
+	curl_global_cleanup();
+	return false;
+}
+
+static void
+redirect_shutdown(void *ctx)
+{
+	struct consul_redirect *cr = ctx;
+	int i;
+
+	if (!cr->api)
+		return;
+	/* transfers and timers first; PgBouncer is going away: no holds to undo */
+	for (i = 0; i < cr->watch_count; i++)
+		watch_free(cr->watches[i], false);
+	free(cr->watches);
+	cr->watches = NULL;
+	cr->watch_count = 0;
+	curl_loop_free(cr->loop);
+	cr->loop = NULL;
+	memset(&cr->opts, 0, sizeof(cr->opts));
+	cr->configured = false;
+	cr->api = NULL;
+	curl_global_cleanup();
+}
+
+static const char *
+redirect_server_check_query(void *ctx, const char *db)
+{
+	return recovery_check_query(ctx, db);
+}
+
+static bool
+redirect_server_check_result(void *ctx, const char *db, const char *host,
+			     int port, const char *value, char *err,
+			     size_t errlen)
+{
+	return recovery_check_result(ctx, db, host, port, value, err, errlen);
+}
+
+__attribute__((visibility("default"))) bool
+pgb_plugin_load(struct pgb_plugin *plugin)
+{
+	memset(plugin, 0, sizeof(*plugin));
+	plugin->api_version = PGB_PLUGIN_API_VERSION;
+	plugin->name = "consul_redirect";
+	plugin->ctx = &redirect_state;
+	plugin->section = "consul";
+	plugin->db_keys = redirect_db_keys;
+	plugin->check_setting = redirect_check_setting;
+	plugin->check_db_setting = redirect_check_db_setting;
+	plugin->init = redirect_init;
+	plugin->reload = redirect_reload;
+	plugin->shutdown = redirect_shutdown;
+	plugin->server_check_query = redirect_server_check_query;
+	plugin->server_check_result = redirect_server_check_result;
+	return true;
+}

@@ -1,0 +1,18 @@
+/*
+ * recovery_check - checks each new server connection of a primary entry
+ * with pg_is_in_recovery() so writes never reach a node in recovery.
+ */
+#ifndef CONSUL_REDIRECT_RECOVERY_CHECK_H
+#define CONSUL_REDIRECT_RECOVERY_CHECK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct consul_redirect;
+
+const char *recovery_check_query(struct consul_redirect *cr, const char *db);
+bool recovery_check_result(struct consul_redirect *cr, const char *db,
+			   const char *host, int port, const char *value,
+			   char *err, size_t errlen);
+
+#endif

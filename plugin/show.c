@@ -1,0 +1,123 @@
+/*
+ * show.c - SHOW CONSUL on the admin console: one row per database entry
+ * bound to a Patroni scope, sorted by database name.
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pgb_plugin.h"
+
+#include "consul_redirect.h"
+#include "show.h"
+
+#define SHOW_COLUMNS 11
+
+static const char *const show_columns[SHOW_COLUMNS] = {
+	"database", "scope", "role", "state", "member", "host", "port",
+	"consul_index", "switches", "changed_at", "last_error"
+};
+
+struct show_rows {
+	struct watch_row *rows;
+	int count;
+	int size;
+	bool failed;
+};
+
+static void
+show_collect(const struct watch_row *row, void *arg)
+{
+	struct show_rows *r = arg;
+	struct watch_row *grown;
+
+	if (r->count == r->size) {
+		int size = r->size ? r->size * 2 : 16;
+
+		grown = realloc(r->rows, size * sizeof(*grown));
+		if (!grown) {
+			r->failed = true;
+			return;
+		}
+		r->rows = grown;
+		r->size = size;
+	}
+	r->rows[r->count++] = *row;
+}
+
+static int
+show_row_cmp(const void *a, const void *b)
+{
+	const struct watch_row *x = a, *y = b;
+
+	return strcmp(x->database, y->database);
+}
+
+/* ISO-8601 UTC, e.g. 2026-11-26T08:25:58Z */
+static void
+show_time(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static bool
+show_one(struct consul_redirect *cr, struct pgb_show *show,
+	 const struct watch_row *row)
+{
+	const struct pgb_plugin_api *api = cr->api;
+	struct pgb_db_info info;
+	char port[16], index[32], switches[32], changed[32];
+	const char *values[SHOW_COLUMNS];
+	bool found = api->db_lookup(row->database, &info);
+
+	snprintf(port, sizeof(port), "%d", found ? info.port : 0);
+	snprintf(index, sizeof(index), "%" PRIu64, row->consul_index);
+	snprintf(switches, sizeof(switches), "%" PRIu64, row->switches);
+	if (row->changed_at)
+		show_time(row->changed_at, changed, sizeof(changed));
+	values[0] = row->database;
+	values[1] = row->scope;
+	values[2] = row->role;
+	values[3] = row->state;
+	values[4] = row->member;
+	values[5] = found ? info.host : NULL;
+	values[6] = found ? port : NULL;
+	values[7] = index;
+	values[8] = switches;
+	values[9] = row->changed_at ? changed : NULL;
+	values[10] = row->last_error;
+	return api->show_row(show, values);
+}
+
+static bool
+show_consul(void *ctx, struct pgb_show *show)
+{
+	struct consul_redirect *cr = ctx;
+	struct show_rows rows = { NULL, 0, 0, false };
+	bool ok;
+	int i;
+
+	if (!cr->api->show_columns(show, SHOW_COLUMNS, show_columns))
+		return false;
+	for (i = 0; i < cr->watch_count; i++)
+		watch_rows(cr->watches[i], show_collect, &rows);
+	ok = !rows.failed;
+	if (rows.count > 1)
+		qsort(rows.rows, rows.count, sizeof(*rows.rows), show_row_cmp);
+	for (i = 0; ok && i < rows.count; i++)
+		ok = show_one(cr, show, &rows.rows[i]);
+	free(rows.rows);
+	return ok;
+}
+
+bool
+show_register(struct consul_redirect *cr)
+{
+	return cr->api->register_show("consul", show_consul, cr);
+}

@@ -1,0 +1,90 @@
+/*
+ * watch - one Patroni scope followed through Consul: the leader key and
+ * the scope's member records, applied to the database entries bound to
+ * the scope (address swaps, holds, failing waiters without a leader).
+ */
+#ifndef CONSUL_REDIRECT_WATCH_H
+#define CONSUL_REDIRECT_WATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "consul_client.h"
+
+struct pgb_plugin_api;
+struct curl_loop;
+struct watch;
+
+#define WATCH_NAME_MAX 128		/* scope, member and database names */
+#define WATCH_HOSTS_MAX 1024		/* a comma list of hosts */
+#define WATCH_ERR_MAX 256
+
+enum watch_role {
+	WATCH_ROLE_PRIMARY,		/* follows the leader */
+	WATCH_ROLE_REPLICA,		/* running replicas */
+	WATCH_ROLE_ANY,			/* every running member */
+	WATCH_ROLE_COUNT
+};
+
+/* what a watch needs from [consul]; compared as a whole on RELOAD */
+struct watch_options {
+	struct consul_settings consul;
+	uint64_t no_leader_timeout_usec;
+};
+
+/* one SHOW CONSUL row, without what PgBouncer itself knows (host, port) */
+struct watch_row {
+	const char *database;
+	const char *scope;
+	const char *role;
+	const char *state;
+	const char *member;		/* NULL: none yet */
+	uint64_t consul_index;
+	uint64_t switches;
+	time_t changed_at;		/* 0: never */
+	const char *last_error;		/* NULL: none */
+};
+
+typedef void (*watch_row_fn)(const struct watch_row *row, void *arg);
+
+bool watch_role_parse(const char *text, enum watch_role *role);
+const char *watch_role_name(enum watch_role role);
+
+/* true when the text may be used as a scope or member name */
+bool watch_name_valid(const char *name);
+
+struct watch *watch_new(const struct pgb_plugin_api *api,
+			struct curl_loop *loop, const char *scope,
+			const struct watch_options *opts);
+
+/* cancels its requests; release: undo the holds it placed */
+void watch_free(struct watch *w, bool release);
+
+const char *watch_scope(const struct watch *w);
+
+/* connection settings changed: restart the requests from a fresh read */
+void watch_restart(struct watch *w, const struct watch_options *opts);
+
+/* only no_leader_timeout changed: nothing is restarted */
+void watch_set_options(struct watch *w, const struct watch_options *opts);
+
+/* bind a database entry (applies what is known at once) or drop it */
+bool watch_bind(struct watch *w, const char *db, enum watch_role role);
+void watch_unbind(struct watch *w, const char *db);
+bool watch_has_db(const struct watch *w, const char *db,
+		  enum watch_role *role);
+int watch_db_count(const struct watch *w);
+const char *watch_db_name(const struct watch *w, int i);
+
+/* re-assert addresses and holds after PgBouncer re-read its file */
+void watch_reapply(struct watch *w);
+
+/* a server connection for db at host:port was refused by the check */
+void watch_server_refused(struct watch *w, const char *db, const char *host,
+			  int port, const char *why);
+void watch_server_accepted(struct watch *w, const char *db);
+
+void watch_rows(const struct watch *w, watch_row_fn fn, void *arg);
+
+#endif
