@@ -33,7 +33,7 @@
 #define WATCH_MEMBER_BASE_USEC UINT64_C(100000)	/* member record retries */
 #define WATCH_MEMBER_CAP_USEC (UINT64_C(10) * WATCH_USEC_PER_SEC)
 #define WATCH_FAIL_PERIOD_USEC WATCH_USEC_PER_SEC	/* re-fail waiters */
-#define WATCH_RECHECK_USEC UINT64_C(100000)	/* hold after a refused server */
+#define WATCH_RECHECK_USEC UINT64_C(25000)	/* hold after a refused server */
 #define WATCH_SWITCH_GRACE_USEC (UINT64_C(2) * WATCH_USEC_PER_SEC)	/* see watch_switch_set */
 
 /*
