@@ -3,13 +3,15 @@
 # an unprivileged user, optionally with a plugin loaded in every PgBouncer it
 # starts.  Prints "upstream suite [LABEL]: N passed, N failed, N skipped" and
 # leaves LABEL.junit.xml in OUT_DIR for tests/upstream/compare.py.
-# Usage: run.sh TREE LABEL OUT_DIR [PLUGIN_SO]
+# Usage: run.sh TREE LABEL OUT_DIR [PLUGIN_SO] [TEST_IDS]
+# TEST_IDS: pytest node ids (test/test_x.py::test_y ...) instead of all.
 set -eu
 
 tree=$(cd "${1:?usage: run.sh TREE LABEL OUT_DIR [PLUGIN_SO]}" && pwd)
 label=${2:?label}
 out=${3:?out dir}
 plugin=${4:-}
+tests=${5:-test}
 user=${PGBC_TEST_USER:-postgres}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
@@ -34,11 +36,15 @@ else
 	as_user=
 fi
 
+paths=
+for t in $tests; do
+	paths="$paths '$work/tree/$t'"
+done
 echo "upstream suite [$label]: running PgBouncer's tests in $tree${plugin:+ with $(basename "$plugin") loaded}"
 set +e
 $as_user env PATH="$pg_bin:/usr/bin:/bin" HOME="$work" \
 	sh -c "cd '$work/tree' && /usr/bin/python3 -m pytest -p no:cacheprovider -n 2 -q -rfE \
-		--junitxml='$work/junit.xml' '$work/tree/test'" >"$out/$label.log" 2>&1
+		--junitxml='$work/junit.xml' $paths" >"$out/$label.log" 2>&1
 rc=$?
 set -e
 cp "$work/junit.xml" "$out/$label.junit.xml" 2>/dev/null || true
