@@ -454,7 +454,13 @@ class Consul:
                         return False
                 # KV store writable?
                 st, _, _ = self._kv_req("PUT", "lab/ready", b"1")
-                return st == 200
+                if st != 200:
+                    return False
+                # the agent's own node registered (sessions need it: a
+                # session created before gets "Missing node registration")
+                st, body = http_json("GET", f"{self.url}/v1/catalog/node/{self.node}",
+                                     headers=self._headers(), timeout=2)
+                return st == 200 and bool(body) and bool(body.get("Node"))
             deadline = time.monotonic() + timeout
             while not ready():
                 if time.monotonic() > deadline:
