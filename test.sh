@@ -66,6 +66,7 @@ install_layout() {
 }
 stage "make install layout" install_layout
 stage "unit tests (make check)" make -j2 check
+stage "upstream source checks (sums, patches)" pytest build "$top/tests/build"
 stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
 stage "lab: real Consul 1.8.7 and Patroni 3.0.2 cluster" pytest lab "$top/tests/integration/test_lab.py"

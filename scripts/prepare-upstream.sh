@@ -3,10 +3,11 @@
 # SHA-256 sums, unpack the orig tarball, apply the Debian tarball's CVE
 # backports (not its Debian-only patches), then our patches/ series.
 # Usage: prepare-upstream.sh SOURCE_DIR DEST_DIR [--no-series]
+# (PGBC_PATCHES_DIR names another patches/ directory, for tests)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-patches="$here/../patches"
+patches=${PGBC_PATCHES_DIR:-$here/../patches}
 . "$patches/upstream.pin"
 
 src=${1:?usage: prepare-upstream.sh SOURCE_DIR DEST_DIR [--no-series]}
