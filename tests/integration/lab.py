@@ -363,8 +363,9 @@ class Consul:
 
     def __init__(self, workdir: str | os.PathLike, acl_master_token: str | None = None,
                  binary: str | None = None, node: str = "lab1", datacenter: str = "dc1",
-                 log_level: str = "info"):
+                 log_level: str = "info", extra_hcl: str | None = None):
         self.workdir = Path(workdir)
+        self.extra_hcl = extra_hcl
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.binary = binary or consul_binary()
         self.token = acl_master_token
@@ -421,6 +422,10 @@ class Consul:
                 '  down_policy = "extend-cache"\n  enable_token_persistence = false\n'
                 f'  tokens {{\n    master = "{self.token}"\n    agent = "{self.token}"\n  }}\n}}\n')
             cmd += ["-config-file", str(hcl)]
+        if self.extra_hcl:
+            extra = self.workdir / "extra.hcl"
+            extra.write_text(self.extra_hcl)
+            cmd += ["-config-file", str(extra)]
         return cmd
 
     def start(self, timeout: float = 30.0) -> "Consul":
