@@ -59,7 +59,8 @@ install_layout() {
 	local d=$results/destdir p
 	make install DESTDIR="$d" >"$results/install.log" 2>&1 || { tail -n 30 "$results/install.log"; return 1; }
 	p=$(sed -n 's/^prefix = //p' Makefile)
-	for f in bin/pgbouncer include/pgbouncer-consul/pgb_plugin.h lib/pgbouncer-consul/consul_redirect.so; do
+	for f in bin/pgbouncer bin/pgbouncer-helper include/pgbouncer-consul/pgb_plugin.h \
+		lib/pgbouncer-consul/consul_redirect.so; do
 		[ -f "$d$p/$f" ] || { echo "make install did not install $p/$f"; return 1; }
 	done
 	"$d$p/bin/pgbouncer" --version | head -n 1
@@ -70,6 +71,7 @@ stage "upstream source checks (sums, patches)" pytest build "$top/tests/build"
 stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
 stage "lab: real Consul 1.8.7 and Patroni 3.0.2 cluster" pytest lab "$top/tests/integration/test_lab.py"
+stage "pgbouncer-helper against the lab" pytest helper "$top/tests/integration/test_helper.py"
 stage "consul_redirect.so following the lab" pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
 
 if [ "$quick" = no ]; then

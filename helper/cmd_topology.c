@@ -1,0 +1,168 @@
+/*
+ * topology: the cluster as Patroni sees it (/cluster and /patroni on
+ * patroni_url): scope, server version and next major, leader, replicas
+ * with state and lag; a table or --json.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "errbuf.h"
+#include "http.h"
+#include "log.h"
+
+static const char *
+jtext(struct json_object *o, const char *key)
+{
+	struct json_object *v = http_json_member(o, key);
+
+	if (v == NULL || json_object_is_type(v, json_type_null))
+		return "";
+	return json_object_get_string(v);
+}
+
+static struct json_object *
+patroni_get(const struct helper_config *cfg, const char *path, char *err, size_t errlen)
+{
+	struct consul_response resp;
+	struct json_object *obj;
+	char what[64];
+
+	if (!http_patroni(cfg, "GET", path, NULL, HTTP_TIMEOUT_MS, &resp, err, errlen))
+		return NULL;
+	snprintf(what, sizeof(what), "patroni %s", path);
+	obj = http_json(&resp, json_type_object, what, err, errlen);
+	consul_response_free(&resp);
+	return obj;
+}
+
+/* 150004 -> "15.4", 90624 -> "9.6.24" */
+static void
+version_text(int num, char *out, size_t len)
+{
+	if (num >= 100000)
+		snprintf(out, len, "%d.%d", num / 10000, num % 10000);
+	else
+		snprintf(out, len, "%d.%d.%d", num / 10000, num / 100 % 100, num % 100);
+}
+
+static int
+major_of(int num)
+{
+	return num >= 100000 ? num / 10000 : num / 100;
+}
+
+int
+cmd_topology(struct helper_config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{NULL, 0, NULL, 0}
+	};
+	struct json_object *cluster = NULL, *patroni = NULL, *members, *m, *out = NULL;
+	struct json_object *list, *item, *v;
+	const char *scope, *leader = "";
+	char err[1024], version[32], next[16];
+	int c, num, next_major, rc = HELPER_EXIT_FAIL;
+	size_t i, n;
+	bool as_json = false;
+	bool paused;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'j') {
+			as_json = true;
+		} else {
+			log_error("unknown option %s (try --help)", argv[optind - 1]);
+			return HELPER_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		log_error("unexpected argument \"%s\" (try --help)", argv[optind]);
+		return HELPER_EXIT_USAGE;
+	}
+	cluster = patroni_get(cfg, "/cluster", err, sizeof(err));
+	if (cluster != NULL)
+		patroni = patroni_get(cfg, "/patroni", err, sizeof(err));
+	if (cluster == NULL || patroni == NULL) {
+		log_error("%s", err);
+		goto done;
+	}
+	members = http_json_member(cluster, "members");
+	if (members == NULL || !json_object_is_type(members, json_type_array)) {
+		log_error("patroni %s/cluster: no members list", cfg->patroni_url);
+		goto done;
+	}
+	scope = jtext(http_json_member(patroni, "patroni"), "scope");
+	if (*scope == '\0')
+		scope = cfg->scope;
+	num = json_object_get_int(http_json_member(patroni, "server_version"));
+	if (num <= 0) {
+		log_error("patroni %s/patroni: no server_version (is postgres running?)",
+			  cfg->patroni_url);
+		goto done;
+	}
+	version_text(num, version, sizeof(version));
+	next_major = major_of(num) + 1;
+	snprintf(next, sizeof(next), "%d", next_major);
+	paused = json_object_get_boolean(http_json_member(cluster, "pause"));
+	n = json_object_array_length(members);
+	for (i = 0; i < n; i++) {
+		m = json_object_array_get_idx(members, i);
+		if (strcmp(jtext(m, "role"), "leader") == 0 ||
+		    strcmp(jtext(m, "role"), "standby_leader") == 0)
+			leader = jtext(m, "name");
+	}
+
+	if (as_json) {
+		out = json_object_new_object();
+		list = json_object_new_array();
+		json_object_object_add(out, "scope", json_object_new_string(scope));
+		json_object_object_add(out, "server_version", json_object_new_string(version));
+		json_object_object_add(out, "server_version_num", json_object_new_int(num));
+		json_object_object_add(out, "next_major", json_object_new_int(next_major));
+		json_object_object_add(out, "leader", *leader ? json_object_new_string(leader) : NULL);
+		json_object_object_add(out, "paused", json_object_new_boolean(paused));
+		for (i = 0; i < n; i++) {
+			m = json_object_array_get_idx(members, i);
+			item = json_object_new_object();
+			json_object_object_add(item, "name", json_object_new_string(jtext(m, "name")));
+			json_object_object_add(item, "role", json_object_new_string(jtext(m, "role")));
+			json_object_object_add(item, "state", json_object_new_string(jtext(m, "state")));
+			json_object_object_add(item, "host", json_object_new_string(jtext(m, "host")));
+			json_object_object_add(item, "port",
+					       json_object_new_int(json_object_get_int(http_json_member(m, "port"))));
+			json_object_object_add(item, "timeline",
+					       http_json_member(m, "timeline") ? json_object_get(http_json_member(m, "timeline")) : NULL);
+			v = http_json_member(m, "lag");
+			json_object_object_add(item, "lag", v ? json_object_get(v) : NULL);
+			json_object_array_add(list, item);
+		}
+		json_object_object_add(out, "members", list);
+		printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY |
+							     JSON_C_TO_STRING_SPACED));
+	} else {
+		printf("scope:          %s\n", scope);
+		printf("server version: %s (%d), next major: %s\n", version, num, next);
+		printf("leader:         %s\n", *leader ? leader : "(none)");
+		printf("paused:         %s\n\n", paused ? "yes" : "no");
+		printf("%-16s %-14s %-16s %-22s %4s %14s\n", "MEMBER", "ROLE", "STATE", "HOST",
+		       "TL", "LAG (bytes)");
+		for (i = 0; i < n; i++) {
+			m = json_object_array_get_idx(members, i);
+			snprintf(err, sizeof(err), "%s:%d", jtext(m, "host"),
+				 json_object_get_int(http_json_member(m, "port")));
+			printf("%-16s %-14s %-16s %-22s %4s %14s\n", jtext(m, "name"), jtext(m, "role"),
+			       jtext(m, "state"), err, jtext(m, "timeline"),
+			       http_json_member(m, "lag") ? jtext(m, "lag") : "-");
+		}
+	}
+	rc = HELPER_EXIT_OK;
+done:
+	json_object_put(out);
+	json_object_put(cluster);
+	json_object_put(patroni);
+	return rc;
+}

@@ -1,0 +1,623 @@
+/*
+ * userlist-sync: PgBouncer's auth_file from pg_shadow on the Patroni
+ * leader (found through Consul), written atomically only when it changed,
+ * then RELOAD through the admin console; once or as a daemon.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "backoff.h"
+#include "commands.h"
+#include "consul_kv.h"
+#include "duration.h"
+#include "errbuf.h"
+#include "http.h"
+#include "log.h"
+#include "patroni_member.h"
+
+#define SYNC_ERR_LEN 1024
+#define SYNC_RETRY_MIN_USEC (UINT64_C(1) * DURATION_USEC_PER_SEC)
+#define SYNC_RETRY_MAX_USEC (UINT64_C(30) * DURATION_USEC_PER_SEC)
+
+struct sync_leader {
+	char name[256];
+	char host[PATRONI_HOST_MAX];
+	int port;
+};
+
+struct sync_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	bool no_memory;
+};
+
+static volatile sig_atomic_t sync_stop;
+
+static void
+sync_on_signal(int sig)
+{
+	sync_stop = 1;
+}
+
+static uint64_t
+now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * DURATION_USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* sleep, cut short by SIGTERM/SIGINT */
+static void
+sync_sleep(uint64_t usec)
+{
+	uint64_t end = now_usec() + usec;
+	uint64_t now;
+	struct timespec ts;
+
+	while (!sync_stop && (now = now_usec()) < end) {
+		usec = end - now < 200000 ? end - now : 200000;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long) usec * 1000;
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void
+buf_append(struct sync_buf *b, const char *p, size_t n)
+{
+	size_t cap;
+	char *grown;
+
+	if (b->no_memory)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		cap = b->cap ? b->cap : 65536;
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		grown = realloc(b->data, cap);
+		if (grown == NULL) {
+			b->no_memory = true;
+			return;
+		}
+		b->data = grown;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+/* "text" with every '"' doubled, as PgBouncer's auth_file parser reads it */
+static void
+buf_quoted(struct sync_buf *b, const char *s)
+{
+	const char *q;
+
+	buf_append(b, "\"", 1);
+	while ((q = strchr(s, '"')) != NULL) {
+		buf_append(b, s, (size_t) (q - s) + 1);
+		buf_append(b, "\"", 1);
+		s = q + 1;
+	}
+	buf_append(b, s, strlen(s));
+	buf_append(b, "\"", 1);
+}
+
+static bool
+has_control(const char *s)
+{
+	for (; *s; s++) {
+		if ((unsigned char) *s < 0x20 || *s == 0x7f)
+			return true;
+	}
+	return false;
+}
+
+/* leader key -> members/<name> -> host and port of its conn_url */
+static bool
+find_leader(const struct helper_config *cfg, struct sync_leader *l, char *err, size_t errlen)
+{
+	struct consul_response resp;
+	struct consul_kv *kv = NULL;
+	struct patroni_member m;
+	char key[300];
+	char msg[512];
+	int count = 0;
+	bool ok = false;
+
+	if (!http_consul_kv(cfg, "leader", 0, 0, &resp, err, errlen))
+		return false;
+	if (resp.status == 404) {
+		errbuf_set(err, errlen, "no leader for scope %s in consul (key %s/%s/leader absent)",
+			   cfg->scope, cfg->consul.namespace_, cfg->scope);
+		goto done;
+	}
+	if (resp.status != 200) {
+		errbuf_set(err, errlen, "consul answered HTTP %ld reading %s/%s/leader",
+			   resp.status, cfg->consul.namespace_, cfg->scope);
+		goto done;
+	}
+	if (!consul_kv_parse(resp.body, resp.len, &kv, &count, msg, sizeof(msg)) || count != 1 ||
+	    kv[0].value == NULL || kv[0].value[0] == '\0') {
+		errbuf_set(err, errlen, "leader key of scope %s: unusable answer", cfg->scope);
+		goto done;
+	}
+	if (strlen(kv[0].value) >= sizeof(l->name)) {
+		errbuf_set(err, errlen, "leader name of scope %s too long", cfg->scope);
+		goto done;
+	}
+	strcpy(l->name, kv[0].value);
+	consul_kv_free(kv, count);
+	kv = NULL;
+	consul_response_free(&resp);
+
+	snprintf(key, sizeof(key), "members/%s", l->name);
+	if (!http_consul_kv(cfg, key, 0, 0, &resp, msg, sizeof(msg))) {
+		errbuf_set(err, errlen, "leader %s: %s", l->name, msg);
+		return false;
+	}
+	if (resp.status != 200) {
+		errbuf_set(err, errlen, "member record of leader %s: consul answered HTTP %ld",
+			   l->name, resp.status);
+		goto done;
+	}
+	if (!consul_kv_parse(resp.body, resp.len, &kv, &count, msg, sizeof(msg)) ||
+	    count != 1 || kv[0].value == NULL) {
+		errbuf_set(err, errlen, "member record of leader %s: unusable answer", l->name);
+		goto done;
+	}
+	if (!patroni_member_parse(kv[0].value, kv[0].value_len, &m, msg, sizeof(msg))) {
+		errbuf_set(err, errlen, "member record of leader %s: %s", l->name, msg);
+		goto done;
+	}
+	strcpy(l->host, m.host);
+	l->port = m.port;
+	ok = true;
+done:
+	consul_kv_free(kv, count);
+	consul_response_free(&resp);
+	return ok;
+}
+
+/* the auth_file text from pg_shadow on the leader; *users = lines written */
+static bool
+read_users(const struct helper_config *cfg, const struct sync_leader *l, struct sync_buf *out,
+	   int *users, char *err, size_t errlen)
+{
+	const char *keys[] = {"connect_timeout", "client_encoding",
+			      "fallback_application_name", "dbname", "host", "port", NULL};
+	const char *values[7];
+	char port[16];
+	char shown[ERRBUF_VALUE_MAX];
+	PGconn *conn;
+	PGresult *res;
+	const char *name, *secret;
+	int i, n;
+	bool ok = false;
+
+	snprintf(port, sizeof(port), "%d", l->port);
+	values[0] = "10";
+	values[1] = "UTF8";
+	values[2] = "pgbouncer-helper";
+	values[3] = cfg->source;
+	values[4] = l->host;
+	values[5] = port;
+	values[6] = NULL;
+	*users = 0;
+	conn = PQconnectdbParams(keys, values, 1);
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+		errbuf_set(err, errlen, "cannot connect to leader %s at %s:%d: %s", l->name,
+			   l->host, l->port, conn ? strtok(PQerrorMessage(conn), "\n") : "out of memory");
+		PQfinish(conn);
+		return false;
+	}
+	res = PQexec(conn, "SELECT usename, passwd FROM pg_catalog.pg_shadow "
+		     "WHERE passwd IS NOT NULL AND passwd <> '' "
+		     "ORDER BY usename COLLATE \"C\"");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		errbuf_set(err, errlen, "reading pg_shadow on %s:%d failed: %s", l->host, l->port,
+			   strtok(PQerrorMessage(conn), "\n"));
+		goto done;
+	}
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		name = PQgetvalue(res, i, 0);
+		secret = PQgetvalue(res, i, 1);
+		if (helper_config_excluded(cfg, name))
+			continue;
+		if (has_control(name) || has_control(secret)) {
+			errbuf_printable(name, shown, sizeof(shown));
+			log_warning("skipping role \"%s\": control characters in its name or secret",
+				    shown);
+			continue;
+		}
+		buf_quoted(out, name);
+		buf_append(out, " ", 1);
+		buf_quoted(out, secret);
+		buf_append(out, "\n", 1);
+		(*users)++;
+	}
+	if (out->no_memory) {
+		errbuf_set(err, errlen, "out of memory building the auth_file");
+		goto done;
+	}
+	ok = true;
+done:
+	PQclear(res);
+	PQfinish(conn);
+	return ok;
+}
+
+/* true when path holds exactly data[0..len) */
+static bool
+file_same(const char *path, const char *data, size_t len)
+{
+	struct stat st;
+	char *cur;
+	ssize_t got;
+	size_t off = 0;
+	bool same = false;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) != 0 || (size_t) st.st_size != len) {
+		close(fd);
+		return false;
+	}
+	cur = malloc(len + 1);
+	if (cur != NULL) {
+		while (off < len && (got = read(fd, cur + off, len - off)) > 0)
+			off += (size_t) got;
+		same = off == len && memcmp(cur, data, len) == 0;
+		free(cur);
+	}
+	close(fd);
+	return same;
+}
+
+/*
+ * Replace path with data: temp file in the same directory, mode 0600,
+ * owner and group of the old file kept, fsync, rename, fsync of the
+ * directory.  On failure the old file is untouched.
+ */
+static bool
+write_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen)
+{
+	char tmp[HELPER_VALUE_MAX + 32];
+	char dircopy[HELPER_VALUE_MAX];
+	const char *dir;
+	struct stat st;
+	ssize_t put;
+	size_t off = 0;
+	int fd, dfd;
+
+	snprintf(dircopy, sizeof(dircopy), "%s", path);
+	dir = dirname(dircopy);
+	snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		errbuf_set(err, errlen, "cannot create a temporary file beside %s: %s", path,
+			   strerror(errno));
+		return false;
+	}
+	if (fchmod(fd, 0600) != 0) {
+		errbuf_set(err, errlen, "chmod %s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	if (stat(path, &st) == 0 && fchown(fd, st.st_uid, st.st_gid) != 0) {
+		if (errno != EPERM) {
+			errbuf_set(err, errlen, "chown %s: %s", tmp, strerror(errno));
+			goto fail;
+		}
+		/* not root: the new file gets our owner, which the reader must be */
+		log_warning("cannot keep owner %d:%d of %s: %s", (int) st.st_uid,
+			    (int) st.st_gid, path, strerror(errno));
+	}
+	while (off < len) {
+		put = write(fd, data + off, len - off);
+		if (put < 0 && errno == EINTR)
+			continue;
+		if (put <= 0) {
+			errbuf_set(err, errlen, "write %s: %s", tmp, strerror(errno));
+			goto fail;
+		}
+		off += (size_t) put;
+	}
+	if (fsync(fd) != 0) {
+		errbuf_set(err, errlen, "fsync %s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		errbuf_set(err, errlen, "close %s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		errbuf_set(err, errlen, "rename %s to %s: %s", tmp, path, strerror(errno));
+		goto fail;
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (fsync(dfd) != 0)
+			log_warning("fsync of directory %s failed: %s", dir, strerror(errno));
+		close(dfd);
+	}
+	return true;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return false;
+}
+
+/* RELOAD through PgBouncer's admin console (simple query protocol) */
+static bool
+reload_pgbouncer(const struct helper_config *cfg, char *err, size_t errlen)
+{
+	PGconn *conn;
+	PGresult *res;
+	bool ok;
+
+	conn = PQconnectdb(cfg->pgbouncer_admin);
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+		errbuf_set(err, errlen, "cannot connect to pgbouncer admin console (pgbouncer_admin): %s",
+			   conn ? strtok(PQerrorMessage(conn), "\n") : "out of memory");
+		PQfinish(conn);
+		return false;
+	}
+	res = PQexec(conn, "RELOAD");
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		errbuf_set(err, errlen, "RELOAD on pgbouncer admin console failed: %s",
+			   strtok(PQerrorMessage(conn), "\n"));
+	PQclear(res);
+	PQfinish(conn);
+	return ok;
+}
+
+/*
+ * One sync.  *reload_pending carries a RELOAD that failed after a write
+ * into the next round, so a changed file is never left unloaded.
+ */
+static bool
+sync_once(const struct helper_config *cfg, bool *reload_pending, char *err, size_t errlen)
+{
+	struct sync_leader l;
+	struct sync_buf buf = {NULL, 0, 0, false};
+	uint64_t t0 = now_usec();
+	int users;
+	bool ok = false;
+
+	if (!find_leader(cfg, &l, err, errlen))
+		return false;
+	if (!read_users(cfg, &l, &buf, &users, err, errlen))
+		goto done;
+	if (users == 0) {
+		errbuf_set(err, errlen, "no login roles with a password on leader %s (after "
+			   "exclude_users): refusing to write an empty %s", l.name, cfg->auth_file);
+		goto done;
+	}
+	if (file_same(cfg->auth_file, buf.data, buf.len)) {
+		log_info("auth_file %s unchanged (%d users from leader %s at %s:%d, %.3f s)",
+			 cfg->auth_file, users, l.name, l.host, l.port,
+			 (double) (now_usec() - t0) / 1e6);
+	} else {
+		if (!write_atomic(cfg->auth_file, buf.data, buf.len, err, errlen))
+			goto done;
+		log_info("wrote auth_file %s: %d users from leader %s at %s:%d (%.3f s)",
+			 cfg->auth_file, users, l.name, l.host, l.port,
+			 (double) (now_usec() - t0) / 1e6);
+		*reload_pending = true;
+	}
+	if (*reload_pending) {
+		if (cfg->pgbouncer_admin[0] == '\0') {
+			log_info("pgbouncer_admin not set: not reloading pgbouncer");
+			*reload_pending = false;
+		} else {
+			if (!reload_pgbouncer(cfg, err, errlen))
+				goto done;
+			log_info("RELOAD sent to pgbouncer");
+			*reload_pending = false;
+		}
+	}
+	ok = true;
+done:
+	free(buf.data);
+	return ok;
+}
+
+/*
+ * Wait on the leader key (a blocking query from *index) for at most
+ * wait_usec; *name = the leader or "" when there is none.
+ */
+static bool
+watch_leader(const struct helper_config *cfg, uint64_t *index, uint64_t wait_usec,
+	     char *name, size_t namelen, char *err, size_t errlen)
+{
+	struct consul_response resp;
+	struct consul_kv *kv = NULL;
+	char msg[256];
+	int count = 0;
+	bool ok = false;
+
+	if (!http_consul_kv(cfg, "leader", *index, wait_usec, &resp, err, errlen))
+		return false;
+	if (resp.status == 404) {
+		name[0] = '\0';
+	} else if (resp.status == 200 &&
+		   consul_kv_parse(resp.body, resp.len, &kv, &count, msg, sizeof(msg)) &&
+		   count == 1) {
+		snprintf(name, namelen, "%s", kv[0].value ? kv[0].value : "");
+	} else {
+		errbuf_set(err, errlen, "watching leader key of scope %s: HTTP %ld", cfg->scope,
+			   resp.status);
+		goto done;
+	}
+	if (!resp.has_index) {
+		errbuf_set(err, errlen, "consul answer without X-Consul-Index");
+		goto done;
+	}
+	*index = consul_index_next(*index, resp.index);
+	ok = true;
+done:
+	consul_kv_free(kv, count);
+	consul_response_free(&resp);
+	return ok;
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sync_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	http_set_stop_flag(&sync_stop);
+}
+
+static int
+sync_daemon(const struct helper_config *cfg)
+{
+	struct backoff retry;
+	struct rate_limit limit;
+	char err[SYNC_ERR_LEN];
+	char last_err[SYNC_ERR_LEN] = "";
+	char leader[256] = "";
+	char seen[256];
+	uint64_t index = 0;
+	uint64_t next_sync = 0;
+	uint64_t now, wait, delay;
+	bool reload_pending = false;
+	bool need_sync = true;
+	bool first = true;
+
+	install_signals();
+	backoff_init(&retry, SYNC_RETRY_MIN_USEC, SYNC_RETRY_MAX_USEC, (unsigned int) getpid());
+	/* a churning leader key wakes us at most twice at once, then every 5 s */
+	rate_limit_init(&limit, 2, 0.2);
+	log_info("watching leader of scope %s in consul %s, syncing every %.0f s",
+		 cfg->scope, cfg->consul.url, (double) cfg->sync_interval_usec / 1e6);
+	while (!sync_stop) {
+		now = now_usec();
+		if (need_sync || now >= next_sync) {
+			if (sync_once(cfg, &reload_pending, err, sizeof(err))) {
+				next_sync = now_usec() + cfg->sync_interval_usec;
+				last_err[0] = '\0';
+			} else {
+				if (sync_stop)
+					break;
+				log_error("%s", err);
+				/* retry soon, but not sooner than the backoff says */
+				next_sync = now_usec() + backoff_next(&retry);
+			}
+			need_sync = false;
+		}
+		if (sync_stop)
+			break;
+		now = now_usec();
+		wait = next_sync > now ? next_sync - now : 0;
+		if (wait > cfg->consul.wait_usec)
+			wait = cfg->consul.wait_usec;
+		if (wait < DURATION_USEC_PER_SEC)
+			wait = DURATION_USEC_PER_SEC;
+		delay = rate_limit_delay(&limit, now);
+		if (delay > 0)
+			sync_sleep(delay < wait ? delay : wait);
+		if (!watch_leader(cfg, &index, wait, seen, sizeof(seen), err, sizeof(err))) {
+			if (sync_stop)
+				break;
+			if (strcmp(err, last_err) != 0)
+				log_error("%s", err);
+			snprintf(last_err, sizeof(last_err), "%s", err);
+			index = 0;
+			sync_sleep(backoff_next(&retry));
+			continue;
+		}
+		if (last_err[0] != '\0')
+			log_info("consul reachable again");
+		last_err[0] = '\0';
+		backoff_reset(&retry);
+		if (first || strcmp(seen, leader) != 0) {
+			if (!first)
+				log_info("leader of scope %s changed: %s -> %s", cfg->scope,
+					 leader[0] ? leader : "(none)", seen[0] ? seen : "(none)");
+			/* the first answer only sets the index: we synced just before it */
+			need_sync = !first && seen[0] != '\0';
+			snprintf(leader, sizeof(leader), "%s", seen);
+			first = false;
+		}
+	}
+	log_info("stopping on signal");
+	return HELPER_EXIT_OK;
+}
+
+static void
+sync_usage(void)
+{
+	log_error("usage: pgbouncer-helper [-c FILE] userlist-sync [--once]");
+}
+
+int
+cmd_userlist_sync(struct helper_config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"once", no_argument, NULL, 'o'},
+		{NULL, 0, NULL, 0}
+	};
+	char err[SYNC_ERR_LEN];
+	bool once = false;
+	bool reload_pending = false;
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'o') {
+			once = true;
+		} else {
+			log_error("unknown option %s", argv[optind - 1]);
+			sync_usage();
+			return HELPER_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		log_error("unexpected argument \"%s\"", argv[optind]);
+		sync_usage();
+		return HELPER_EXIT_USAGE;
+	}
+	if (cfg->scope[0] == '\0') {
+		log_error("scope is not set ([helper] scope or --scope)");
+		return HELPER_EXIT_USAGE;
+	}
+	if (cfg->auth_file[0] == '\0') {
+		log_error("auth_file is not set ([helper] auth_file or --auth-file)");
+		return HELPER_EXIT_USAGE;
+	}
+	if (!once)
+		return sync_daemon(cfg);
+	if (!sync_once(cfg, &reload_pending, err, sizeof(err))) {
+		log_error("%s", err);
+		return HELPER_EXIT_FAIL;
+	}
+	return HELPER_EXIT_OK;
+}

@@ -1,0 +1,26 @@
+/*
+ * The subcommands of pgbouncer-helper: each takes the loaded helper.ini
+ * and its own arguments (argv[0] = the subcommand name) and returns the
+ * process exit status.
+ */
+#ifndef PGBC_HELPER_COMMANDS_H
+#define PGBC_HELPER_COMMANDS_H
+
+#include "helper_config.h"
+
+#define HELPER_EXIT_OK 0
+#define HELPER_EXIT_FAIL 1	/* the work failed: unreachable service, refused change */
+#define HELPER_EXIT_USAGE 2	/* bad arguments or configuration */
+
+int cmd_userlist_sync(struct helper_config *cfg, int argc, char **argv);
+int cmd_prepared_queries(struct helper_config *cfg, int argc, char **argv);
+int cmd_register(struct helper_config *cfg, int argc, char **argv);
+int cmd_maintenance(struct helper_config *cfg, int argc, char **argv);
+int cmd_topology(struct helper_config *cfg, int argc, char **argv);
+int cmd_backup(struct helper_config *cfg, int argc, char **argv);
+int cmd_backup_hook(struct helper_config *cfg, int argc, char **argv);
+
+/* true if argv holds -h or --help (before a "--") */
+bool cmd_wants_help(int argc, char **argv);
+
+#endif

@@ -1,0 +1,504 @@
+/*
+ * helper.ini reader: [consul] and [helper] keys, each checked as it is
+ * read so errors name file, line and key; the same setters serve
+ * command-line overrides.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duration.h"
+#include "errbuf.h"
+#include "helper_config.h"
+
+typedef bool (*config_setter)(struct helper_config *cfg, const char *value,
+			      char *err, size_t errlen);
+
+struct config_key {
+	const char *section;
+	const char *name;
+	config_setter set;
+};
+
+static bool
+copy_value(char *dst, size_t len, const char *value, char *err, size_t errlen)
+{
+	if (strlen(value) >= len) {
+		errbuf_set(err, errlen, "value too long (max %zu bytes)", len - 1);
+		return false;
+	}
+	strcpy(dst, value);
+	return true;
+}
+
+static bool
+name_valid(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++) {
+		if (!isalnum((unsigned char) *s) && *s != '.' && *s != '_' && *s != '-')
+			return false;
+	}
+	return true;
+}
+
+static bool
+set_duration(uint64_t *dst, const char *value, bool allow_zero, char *err, size_t errlen)
+{
+	uint64_t usec;
+
+	if (!duration_parse(value, &usec, err, errlen))
+		return false;
+	if (usec == 0 && !allow_zero) {
+		errbuf_set(err, errlen, "must be greater than 0");
+		return false;
+	}
+	*dst = usec;
+	return true;
+}
+
+static bool
+set_consul_url(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	if (!consul_url_check(value, err, errlen))
+		return false;
+	return copy_value(cfg->consul.url, sizeof(cfg->consul.url), value, err, errlen);
+}
+
+static bool
+set_token_file(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->token_file, sizeof(cfg->token_file), value, err, errlen);
+}
+
+static bool
+set_ca_file(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->consul.ca_file, sizeof(cfg->consul.ca_file), value, err, errlen);
+}
+
+static bool
+set_namespace(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	if (!name_valid(value)) {
+		errbuf_set(err, errlen, "must be [A-Za-z0-9._-] without slashes");
+		return false;
+	}
+	return copy_value(cfg->consul.namespace_, sizeof(cfg->consul.namespace_), value,
+			  err, errlen);
+}
+
+static bool
+set_wait(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	uint64_t usec;
+
+	if (!set_duration(&usec, value, false, err, errlen))
+		return false;
+	if (usec > UINT64_C(600) * DURATION_USEC_PER_SEC) {
+		errbuf_set(err, errlen, "must be at most 10m (consul's max_query_time)");
+		return false;
+	}
+	cfg->consul.wait_usec = usec;
+	return true;
+}
+
+static bool
+set_no_leader_timeout(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_duration(&cfg->no_leader_timeout_usec, value, true, err, errlen);
+}
+
+static bool
+set_consistency(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	if (!consul_consistency_parse(value, &cfg->consul.consistency)) {
+		errbuf_set(err, errlen, "must be default, consistent or stale");
+		return false;
+	}
+	return true;
+}
+
+static bool
+set_scope(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	if (!name_valid(value)) {
+		errbuf_set(err, errlen, "must be a non-empty [A-Za-z0-9._-] name");
+		return false;
+	}
+	return copy_value(cfg->scope, sizeof(cfg->scope), value, err, errlen);
+}
+
+static bool
+set_patroni_url(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	if (!consul_url_check(value, err, errlen))
+		return false;
+	return copy_value(cfg->patroni_url, sizeof(cfg->patroni_url), value, err, errlen);
+}
+
+static bool
+set_pgbouncer_admin(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->pgbouncer_admin, sizeof(cfg->pgbouncer_admin), value, err, errlen);
+}
+
+static bool
+set_auth_file(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	if (value[0] != '/') {
+		errbuf_set(err, errlen, "must be an absolute path");
+		return false;
+	}
+	return copy_value(cfg->auth_file, sizeof(cfg->auth_file), value, err, errlen);
+}
+
+static bool
+set_source(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->source, sizeof(cfg->source), value, err, errlen);
+}
+
+/* split on blanks and commas into a fixed table of words */
+static bool
+split_words(const char *value, char *words, size_t wordlen, int max, int *count,
+	    char *err, size_t errlen)
+{
+	const char *p = value;
+	size_t n;
+	int c = 0;
+
+	while (*p) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		n = strcspn(p, " \t,");
+		if (c >= max) {
+			errbuf_set(err, errlen, "too many entries (max %d)", max);
+			return false;
+		}
+		if (n >= wordlen) {
+			errbuf_set(err, errlen, "entry too long (max %zu bytes)", wordlen - 1);
+			return false;
+		}
+		memcpy(words + (size_t) c * wordlen, p, n);
+		words[(size_t) c * wordlen + n] = '\0';
+		c++;
+		p += n;
+	}
+	*count = c;
+	return true;
+}
+
+static bool
+set_exclude_users(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return split_words(value, &cfg->exclude_users[0][0], sizeof(cfg->exclude_users[0]),
+			   HELPER_LIST_MAX, &cfg->exclude_count, err, errlen);
+}
+
+static bool
+set_sync_interval(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_duration(&cfg->sync_interval_usec, value, false, err, errlen);
+}
+
+static bool
+set_stanza(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	if (!name_valid(value)) {
+		errbuf_set(err, errlen, "must be a non-empty [A-Za-z0-9._-] name");
+		return false;
+	}
+	return copy_value(cfg->pgbackrest_stanza, sizeof(cfg->pgbackrest_stanza), value,
+			  err, errlen);
+}
+
+static bool
+set_datacenters(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	int i;
+
+	if (!split_words(value, &cfg->datacenters[0][0], sizeof(cfg->datacenters[0]),
+			 HELPER_DC_MAX, &cfg->datacenter_count, err, errlen))
+		return false;
+	for (i = 0; i < cfg->datacenter_count; i++) {
+		if (!name_valid(cfg->datacenters[i])) {
+			errbuf_set(err, errlen, "invalid datacenter name");
+			cfg->datacenter_count = 0;
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool
+set_dns_ttl(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_duration(&cfg->dns_ttl_usec, value, true, err, errlen);
+}
+
+/* every key helper.ini knows, per section */
+static const struct config_key config_keys[] = {
+	{"consul", "ca_file", set_ca_file},
+	{"consul", "consistency", set_consistency},
+	{"consul", "namespace", set_namespace},
+	{"consul", "no_leader_timeout", set_no_leader_timeout},
+	{"consul", "token_file", set_token_file},
+	{"consul", "url", set_consul_url},
+	{"consul", "wait", set_wait},
+	{"helper", "auth_file", set_auth_file},
+	{"helper", "datacenters", set_datacenters},
+	{"helper", "dns_ttl", set_dns_ttl},
+	{"helper", "exclude_users", set_exclude_users},
+	{"helper", "patroni_url", set_patroni_url},
+	{"helper", "pgbackrest_stanza", set_stanza},
+	{"helper", "pgbouncer_admin", set_pgbouncer_admin},
+	{"helper", "scope", set_scope},
+	{"helper", "source", set_source},
+	{"helper", "sync_interval", set_sync_interval},
+	{NULL, NULL, NULL}
+};
+
+void
+helper_config_init(struct helper_config *cfg)
+{
+	char err[64];
+
+	memset(cfg, 0, sizeof(*cfg));
+	strcpy(cfg->consul.url, "http://127.0.0.1:8500");
+	strcpy(cfg->consul.namespace_, "service");
+	cfg->consul.wait_usec = UINT64_C(300) * DURATION_USEC_PER_SEC;
+	cfg->consul.consistency = CONSUL_CONSISTENCY_DEFAULT;
+	cfg->no_leader_timeout_usec = UINT64_C(30) * DURATION_USEC_PER_SEC;
+	strcpy(cfg->patroni_url, "http://127.0.0.1:8008");
+	strcpy(cfg->source, "user=postgres dbname=postgres");
+	cfg->sync_interval_usec = UINT64_C(60) * DURATION_USEC_PER_SEC;
+	strcpy(cfg->pgbackrest_stanza, "main");
+	cfg->dns_ttl_usec = UINT64_C(30) * DURATION_USEC_PER_SEC;
+	set_exclude_users(cfg, "postgres", err, sizeof(err));
+}
+
+static const struct config_key *
+find_key(const char *section, const char *key)
+{
+	const struct config_key *k;
+
+	for (k = config_keys; k->name; k++) {
+		if (strcmp(k->section, section) == 0 && strcmp(k->name, key) == 0)
+			return k;
+	}
+	return NULL;
+}
+
+bool
+helper_config_set(struct helper_config *cfg, const char *section, const char *key,
+		  const char *value, char *err, size_t errlen)
+{
+	const struct config_key *k = find_key(section, key);
+	char msg[256];
+
+	if (k == NULL) {
+		errbuf_set(err, errlen, "%s: unknown key in [%s]", key, section);
+		return false;
+	}
+	if (!k->set(cfg, value, msg, sizeof(msg))) {
+		errbuf_set(err, errlen, "%s: %s", key, msg);
+		return false;
+	}
+	return true;
+}
+
+bool
+helper_config_option(const char *option, const char **section, char *key, size_t keylen)
+{
+	const struct config_key *k;
+	const char *name = option;
+	const char *want = "helper";
+	size_t i;
+
+	if (strncmp(option, "consul-", 7) == 0) {
+		name = option + 7;
+		want = "consul";
+	}
+	if (strlen(name) >= keylen)
+		return false;
+	for (i = 0; name[i]; i++)
+		key[i] = name[i] == '-' ? '_' : name[i];
+	key[i] = '\0';
+	for (k = config_keys; k->name; k++) {
+		if (strcmp(k->section, want) == 0 && strcmp(k->name, key) == 0) {
+			*section = k->section;
+			return true;
+		}
+	}
+	return false;
+}
+
+static char *
+trim(char *s)
+{
+	char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' ||
+			   end[-1] == '\n'))
+		end--;
+	*end = '\0';
+	return s;
+}
+
+/* cut an inline " ;comment" or " #comment" (needs a blank before it) */
+static void
+cut_comment(char *s)
+{
+	char *p;
+
+	for (p = s; *p; p++) {
+		if ((*p == ';' || *p == '#') && (p == s || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			return;
+		}
+	}
+}
+
+bool
+helper_config_load(struct helper_config *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE *f;
+	char line[4096];
+	char section[64] = "";
+	char msg[512];
+	char *s, *eq, *key, *value, *end;
+	int lineno = 0;
+	bool ok = false;
+
+	f = fopen(path, "r");
+	if (f == NULL) {
+		errbuf_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return false;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			errbuf_set(err, errlen, "%s:%d: line too long", path, lineno);
+			goto done;
+		}
+		s = trim(line);
+		if (*s == '\0' || *s == ';' || *s == '#')
+			continue;
+		if (*s == '[') {
+			end = strchr(s, ']');
+			if (end != NULL)
+				cut_comment(end + 1);
+			if (end == NULL || trim(end + 1)[0] != '\0') {
+				errbuf_set(err, errlen, "%s:%d: malformed section header", path, lineno);
+				goto done;
+			}
+			*end = '\0';
+			key = trim(s + 1);
+			if (strcmp(key, "consul") != 0 && strcmp(key, "helper") != 0) {
+				errbuf_printable(key, msg, 128);
+				errbuf_set(err, errlen, "%s:%d: unknown section [%s]", path, lineno, msg);
+				goto done;
+			}
+			strcpy(section, key);
+			continue;
+		}
+		eq = strchr(s, '=');
+		if (eq == NULL) {
+			errbuf_set(err, errlen, "%s:%d: expected key = value", path, lineno);
+			goto done;
+		}
+		*eq = '\0';
+		key = trim(s);
+		value = eq + 1;
+		cut_comment(value);
+		value = trim(value);
+		if (*key == '\0') {
+			errbuf_set(err, errlen, "%s:%d: missing key before '='", path, lineno);
+			goto done;
+		}
+		if (section[0] == '\0') {
+			errbuf_printable(key, msg, 128);
+			errbuf_set(err, errlen, "%s:%d: %s: key outside a section", path, lineno, msg);
+			goto done;
+		}
+		if (find_key(section, key) == NULL) {
+			errbuf_printable(key, msg, 128);
+			errbuf_set(err, errlen, "%s:%d: %s: unknown key in [%s]", path, lineno, msg,
+				   section);
+			goto done;
+		}
+		if (!helper_config_set(cfg, section, key, value, msg, sizeof(msg))) {
+			errbuf_set(err, errlen, "%s:%d: %s", path, lineno, msg);
+			goto done;
+		}
+	}
+	if (ferror(f)) {
+		errbuf_set(err, errlen, "%s: read error", path);
+		goto done;
+	}
+	ok = true;
+done:
+	fclose(f);
+	return ok;
+}
+
+bool
+helper_config_finish(struct helper_config *cfg, char *err, size_t errlen)
+{
+	char msg[512];
+
+	cfg->consul.token[0] = '\0';
+	if (cfg->token_file[0] != '\0' &&
+	    !consul_token_read(cfg->token_file, cfg->consul.token, sizeof(cfg->consul.token),
+			       msg, sizeof(msg))) {
+		errbuf_set(err, errlen, "token_file: %s", msg);
+		return false;
+	}
+	return true;
+}
+
+void
+helper_service_name(const char *scope, char *out, size_t outlen)
+{
+	size_t n = 0;
+	char buf[8];
+	unsigned char c;
+	size_t max = outlen - 1 < 230 ? outlen - 1 : 230;
+
+	for (; *scope && n < max; scope++) {
+		c = (unsigned char) tolower((unsigned char) *scope);
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+			out[n++] = (char) c;
+		} else if (c == '.' || c == ' ' || c == '_') {
+			out[n++] = '-';
+		} else {
+			snprintf(buf, sizeof(buf), "u%04d", c);
+			if (n + strlen(buf) > max)
+				break;
+			memcpy(out + n, buf, strlen(buf));
+			n += strlen(buf);
+		}
+	}
+	out[n] = '\0';
+}
+
+bool
+helper_config_excluded(const struct helper_config *cfg, const char *user)
+{
+	int i;
+
+	for (i = 0; i < cfg->exclude_count; i++) {
+		if (strcmp(cfg->exclude_users[i], user) == 0)
+			return true;
+	}
+	return false;
+}

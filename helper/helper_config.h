@@ -1,0 +1,73 @@
+/*
+ * helper.ini: the [consul] and [helper] sections pgbouncer-helper reads,
+ * command-line overrides of the same keys, and the checks applied after both.
+ */
+#ifndef PGBC_HELPER_CONFIG_H
+#define PGBC_HELPER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "consul_client.h"
+
+#define HELPER_CONFIG_DEFAULT_FILE "/etc/pgbouncer-consul/helper.ini"
+#define HELPER_VALUE_MAX 1024
+#define HELPER_DC_MAX 16
+#define HELPER_LIST_MAX 64
+
+struct helper_config {
+	/* [consul] */
+	struct consul_settings consul;	/* url, namespace, wait, consistency, ca_file; token read from token_file */
+	char token_file[HELPER_VALUE_MAX];
+	uint64_t no_leader_timeout_usec;	/* read for symmetry with pgbouncer.ini, unused */
+
+	/* [helper] */
+	char scope[256];
+	char patroni_url[CONSUL_URL_MAX];
+	char pgbouncer_admin[HELPER_VALUE_MAX];
+	char auth_file[HELPER_VALUE_MAX];
+	char source[HELPER_VALUE_MAX];
+	char exclude_users[HELPER_LIST_MAX][256];
+	int exclude_count;
+	uint64_t sync_interval_usec;
+	char pgbackrest_stanza[256];
+	char datacenters[HELPER_DC_MAX][128];
+	int datacenter_count;
+	uint64_t dns_ttl_usec;
+};
+
+/* built-in defaults (DESIGN.md's example values where it gives one) */
+void helper_config_init(struct helper_config *cfg);
+
+/*
+ * Read an ini file: "[section]", "key = value", ";" or "#" comments.
+ * Unknown sections/keys and bad values are refused with
+ * "file:line: key: message" in err.
+ */
+bool helper_config_load(struct helper_config *cfg, const char *path, char *err, size_t errlen);
+
+/* one setting; section "consul" or "helper" */
+bool helper_config_set(struct helper_config *cfg, const char *section, const char *key,
+		       const char *value, char *err, size_t errlen);
+
+/*
+ * Map a command-line option name ("scope", "patroni-url", "consul-url",
+ * "consul-token-file", ...) to its section and key; false if unknown.
+ */
+bool helper_config_option(const char *option, const char **section, char *key, size_t keylen);
+
+/* after file and overrides: read token_file */
+bool helper_config_finish(struct helper_config *cfg, char *err, size_t errlen);
+
+/*
+ * Patroni's Consul service name for a scope (service_name_from_scope_name):
+ * lower case, '.', ' ' and '_' -> '-', other bytes outside [a-z0-9-] ->
+ * "u%04x", at most 230 characters.
+ */
+void helper_service_name(const char *scope, char *out, size_t outlen);
+
+/* true if user is listed in exclude_users */
+bool helper_config_excluded(const struct helper_config *cfg, const char *user);
+
+#endif

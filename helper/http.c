@@ -1,0 +1,182 @@
+/*
+ * Blocking HTTP for pgbouncer-helper: builds URLs and easy handles with
+ * lib/consul_client (token header, TLS, limits) and runs one transfer.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "errbuf.h"
+#include "http.h"
+
+static volatile sig_atomic_t *http_stop_flag;
+
+void
+http_set_stop_flag(volatile sig_atomic_t *flag)
+{
+	http_stop_flag = flag;
+}
+
+static int
+http_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+	      curl_off_t ulnow)
+{
+	return http_stop_flag != NULL && *http_stop_flag ? 1 : 0;
+}
+
+/* one transfer on settings s to url; errors name the method and the URL */
+static bool
+http_perform(const struct consul_settings *s, const char *method, const char *url,
+	     const char *body, long timeout_ms, struct consul_response *resp,
+	     char *err, size_t errlen)
+{
+	CURL *easy;
+	struct curl_slist *headers = NULL;
+	struct curl_slist *grown;
+	char curl_err[CURL_ERROR_SIZE] = "";
+	char msg[512];
+	CURLcode rc;
+	bool ok = false;
+
+	memset(resp, 0, sizeof(*resp));
+	easy = curl_easy_init();
+	if (easy == NULL) {
+		errbuf_set(err, errlen, "%s %s: cannot create a curl handle", method, url);
+		return false;
+	}
+	if (!consul_easy_setup(easy, s, url, timeout_ms, resp, &headers, msg, sizeof(msg))) {
+		errbuf_set(err, errlen, "%s %s: %s", method, url, msg);
+		goto done;
+	}
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, curl_err);
+	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, http_progress);
+	/* nothing on loopback should go through a proxy from the environment */
+	curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");
+	if (strcmp(method, "GET") != 0) {
+		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body ? body : "");
+		if (body != NULL) {
+			grown = curl_slist_append(headers, "Content-Type: application/json");
+			if (grown == NULL) {
+				errbuf_set(err, errlen, "out of memory");
+				goto done;
+			}
+			headers = grown;
+			curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+		}
+	}
+	rc = curl_easy_perform(easy);
+	if (rc != CURLE_OK) {
+		if (rc == CURLE_ABORTED_BY_CALLBACK)
+			errbuf_set(err, errlen, "%s %s: interrupted", method, url);
+		else if (resp->too_large)
+			errbuf_set(err, errlen, "%s %s: answer larger than %d bytes", method, url,
+				   CONSUL_BODY_MAX);
+		else
+			errbuf_set(err, errlen, "%s %s: %s", method, url,
+				   curl_err[0] ? curl_err : curl_easy_strerror(rc));
+		goto done;
+	}
+	consul_response_finish(easy, resp);
+	ok = true;
+done:
+	if (!ok)
+		consul_response_free(resp);
+	curl_easy_cleanup(easy);
+	curl_slist_free_all(headers);
+	return ok;
+}
+
+bool
+http_consul(const struct helper_config *cfg, const char *method, const char *path,
+	    const char *body, long timeout_ms, struct consul_response *resp,
+	    char *err, size_t errlen)
+{
+	char url[CONSUL_URL_MAX + 512];
+
+	memset(resp, 0, sizeof(*resp));
+	if (!consul_api_url(&cfg->consul, path, url, sizeof(url), err, errlen))
+		return false;
+	return http_perform(&cfg->consul, method, url, body, timeout_ms, resp, err, errlen);
+}
+
+bool
+http_consul_kv(const struct helper_config *cfg, const char *key, uint64_t index,
+	       uint64_t wait_usec, struct consul_response *resp, char *err, size_t errlen)
+{
+	struct consul_settings s = cfg->consul;
+	char url[CONSUL_URL_MAX + 1024];
+	long timeout_ms = HTTP_TIMEOUT_MS;
+
+	memset(resp, 0, sizeof(*resp));
+	if (index > 0) {
+		s.wait_usec = wait_usec;
+		timeout_ms = consul_blocking_timeout_ms(wait_usec);
+	}
+	if (!consul_kv_url(&s, cfg->scope, key, index, false, url, sizeof(url), err, errlen))
+		return false;
+	return http_perform(&s, "GET", url, NULL, timeout_ms, resp, err, errlen);
+}
+
+bool
+http_patroni(const struct helper_config *cfg, const char *method, const char *path,
+	     const char *body, long timeout_ms, struct consul_response *resp,
+	     char *err, size_t errlen)
+{
+	struct consul_settings s;
+	char url[CONSUL_URL_MAX + 256];
+
+	memset(resp, 0, sizeof(*resp));
+	/* Patroni gets no Consul token; https to it uses the system CAs */
+	memset(&s, 0, sizeof(s));
+	if (snprintf(url, sizeof(url), "%s%s", cfg->patroni_url, path) >= (int) sizeof(url)) {
+		errbuf_set(err, errlen, "patroni url too long");
+		return false;
+	}
+	return http_perform(&s, method, url, body, timeout_ms, resp, err, errlen);
+}
+
+struct json_object *
+http_json(const struct consul_response *resp, json_type type, const char *what,
+	  char *err, size_t errlen)
+{
+	struct json_tokener *tok;
+	struct json_object *obj;
+
+	if (resp->body == NULL) {
+		errbuf_set(err, errlen, "%s: empty answer (HTTP %ld)", what, resp->status);
+		return NULL;
+	}
+	tok = json_tokener_new();
+	if (tok == NULL) {
+		errbuf_set(err, errlen, "out of memory");
+		return NULL;
+	}
+	obj = json_tokener_parse_ex(tok, resp->body, (int) resp->len);
+	if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success) {
+		errbuf_set(err, errlen, "%s: answer is not valid JSON (HTTP %ld)", what,
+			   resp->status);
+		json_object_put(obj);
+		json_tokener_free(tok);
+		return NULL;
+	}
+	json_tokener_free(tok);
+	if (!json_object_is_type(obj, type)) {
+		errbuf_set(err, errlen, "%s: answer is not a JSON %s (HTTP %ld)", what,
+			   type == json_type_array ? "array" : "object", resp->status);
+		json_object_put(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+/* o[key], or NULL when o is NULL or has no such key */
+struct json_object *
+http_json_member(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v))
+		return NULL;
+	return v;
+}

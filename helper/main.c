@@ -1,0 +1,222 @@
+/*
+ * pgbouncer-helper: the operational loop around pgbouncer-consul.
+ * Reads helper.ini, applies command-line overrides and runs one subcommand.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "commands.h"
+#include "helper_config.h"
+#include "log.h"
+
+struct command {
+	const char *name;
+	int (*func)(struct helper_config *cfg, int argc, char **argv);
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{"userlist-sync", cmd_userlist_sync,
+	 "userlist-sync [--once]\n"
+	 "  Read pg_shadow on the leader (found through Consul) and write auth_file\n"
+	 "  atomically when it changed, then RELOAD PgBouncer through pgbouncer_admin.\n"
+	 "  Without --once: keep running, sync on every leader change and every\n"
+	 "  sync_interval; SIGTERM/SIGINT end it.\n"},
+	{"prepared-queries", cmd_prepared_queries,
+	 "prepared-queries [--nearest-n N]\n"
+	 "  Install or update the Consul prepared queries <scope>-writer (tag primary),\n"
+	 "  <scope>-query (tag replica) and <scope>-any (tag any) for the scope's\n"
+	 "  service: OnlyPassing, Near _agent, Failover NearestN (default 3) then\n"
+	 "  datacenters in order, DNS TTL dns_ttl.  Idempotent.\n"},
+	{"register", cmd_register,
+	 "register [--once] [--interval DUR] [--check-interval DUR] [--deregister-after DUR]\n"
+	 "  Poll the local Patroni (/primary, /replica, /read-only) and keep the Consul\n"
+	 "  services of this member in step: service <scope> with tag primary, replica\n"
+	 "  or any, IDs pgbc-helper:<scope>:<member>:<writer|query|any>, each with an\n"
+	 "  HTTP check on the Patroni endpoint.  Defaults: interval 5s, check interval\n"
+	 "  5s, deregister-after 2m.  Deregisters its services on SIGTERM/SIGINT.\n"},
+	{"maintenance", cmd_maintenance,
+	 "maintenance pause|resume [--timeout DUR]\n"
+	 "  Patroni pause/resume through PATCH /config on patroni_url, then wait\n"
+	 "  (default 30s) until /cluster shows the new state.\n"},
+	{"topology", cmd_topology,
+	 "topology [--json]\n"
+	 "  The cluster as Patroni sees it: scope, server version and next major,\n"
+	 "  leader, replicas with state and lag (from /cluster and /patroni).\n"},
+	{"backup", cmd_backup,
+	 "backup --type full|diff|incr [--pgbackrest PATH] [--timeout DUR]\n"
+	 "  Run pgbackrest --stanza=<pgbackrest_stanza> backup --type=TYPE when the\n"
+	 "  local Postgres (conninfo: source) is the primary; exit 0 doing nothing on\n"
+	 "  a replica.  The exit status is pgbackrest's.\n"},
+	{"backup-hook", cmd_backup_hook,
+	 "backup-hook ACTION ROLE SCOPE | backup-hook CONNINFO\n"
+	 "           [--pgbackrest PATH] [--repo-path DIR] [--timeout DUR]\n"
+	 "  Patroni callback (on_role_change, on_start, post_init): when this node is\n"
+	 "  the primary, create the repository path, run pgbackrest check and\n"
+	 "  stanza-create or stanza-upgrade as its exit code demands.  Other roles:\n"
+	 "  nothing.  Each pgbackrest run is bounded by --timeout (default 120s).\n"},
+	{NULL, NULL, NULL}
+};
+
+static void
+usage(FILE *out)
+{
+	const struct command *c;
+
+	fprintf(out, "usage: pgbouncer-helper [-c FILE] SUBCOMMAND [options]\n\n"
+		"  -c FILE   helper.ini (default %s)\n"
+		"  options naming a helper.ini key override the file:\n"
+		"  --scope, --patroni-url, --pgbouncer-admin, --auth-file, --source,\n"
+		"  --exclude-users, --sync-interval, --pgbackrest-stanza, --datacenters,\n"
+		"  --dns-ttl, --consul-url, --consul-token-file, --consul-ca-file,\n"
+		"  --consul-namespace, --consul-wait, --consul-consistency\n\n"
+		"subcommands:\n", HELPER_CONFIG_DEFAULT_FILE);
+	for (c = commands; c->name; c++)
+		fprintf(out, "  %s\n", c->name);
+	fprintf(out, "\npgbouncer-helper SUBCOMMAND --help shows a subcommand's options\n");
+}
+
+bool
+cmd_wants_help(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Take the helper.ini overrides (--key=value or --key value) out of argv;
+ * what remains is the subcommand's own.  Returns the new argc or -1.
+ */
+static int
+apply_overrides(struct helper_config *cfg, int argc, char **argv)
+{
+	char name[128];
+	char key[128];
+	char err[512];
+	const char *section;
+	const char *value;
+	const char *eq;
+	int i, out = 1;
+	size_t n;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			while (i < argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (strncmp(argv[i], "--", 2) != 0) {
+			argv[out++] = argv[i];
+			continue;
+		}
+		eq = strchr(argv[i], '=');
+		n = eq ? (size_t) (eq - argv[i] - 2) : strlen(argv[i] + 2);
+		if (n >= sizeof(name)) {
+			argv[out++] = argv[i];
+			continue;
+		}
+		memcpy(name, argv[i] + 2, n);
+		name[n] = '\0';
+		if (!helper_config_option(name, &section, key, sizeof(key))) {
+			argv[out++] = argv[i];
+			continue;
+		}
+		if (eq) {
+			value = eq + 1;
+		} else if (i + 1 < argc) {
+			value = argv[++i];
+		} else {
+			log_error("option --%s needs a value", name);
+			return -1;
+		}
+		if (!helper_config_set(cfg, section, key, value, err, sizeof(err))) {
+			log_error("option --%s: %s", name, err);
+			return -1;
+		}
+	}
+	argv[out] = NULL;
+	return out;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct helper_config cfg;
+	const struct command *cmd;
+	const char *file = HELPER_CONFIG_DEFAULT_FILE;
+	char err[1024];
+	int first = 1;
+	int rc;
+
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		usage(stdout);
+		return HELPER_EXIT_OK;
+	}
+	if (argc >= 3 && strcmp(argv[1], "-c") == 0) {
+		file = argv[2];
+		first = 3;
+	} else if (argc >= 2 && strncmp(argv[1], "-c", 2) == 0 && argv[1][2] != '\0') {
+		file = argv[1] + 2;
+		first = 2;
+	} else if (argc >= 2 && strcmp(argv[1], "-c") == 0) {
+		log_error("option -c needs a file name");
+		return HELPER_EXIT_USAGE;
+	}
+	if (first >= argc) {
+		usage(stderr);
+		return HELPER_EXIT_USAGE;
+	}
+	if (strcmp(argv[first], "--help") == 0 || strcmp(argv[first], "-h") == 0) {
+		usage(stdout);
+		return HELPER_EXIT_OK;
+	}
+	for (cmd = commands; cmd->name; cmd++) {
+		if (strcmp(cmd->name, argv[first]) == 0)
+			break;
+	}
+	if (cmd->name == NULL) {
+		if (argv[first][0] == '-')
+			log_error("unknown option %s before the subcommand (try --help)",
+				  argv[first]);
+		else
+			log_error("unknown subcommand \"%s\" (try --help)", argv[first]);
+		return HELPER_EXIT_USAGE;
+	}
+	argc -= first;
+	argv += first;
+	log_set_command(cmd->name);
+	if (cmd_wants_help(argc, argv)) {
+		printf("usage: pgbouncer-helper [-c FILE] %s", cmd->help);
+		return HELPER_EXIT_OK;
+	}
+
+	helper_config_init(&cfg);
+	if (!helper_config_load(&cfg, file, err, sizeof(err))) {
+		log_error("%s", err);
+		return HELPER_EXIT_USAGE;
+	}
+	argc = apply_overrides(&cfg, argc, argv);
+	if (argc < 0)
+		return HELPER_EXIT_USAGE;
+	if (!helper_config_finish(&cfg, err, sizeof(err))) {
+		log_error("%s: %s", file, err);
+		return HELPER_EXIT_USAGE;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_error("cannot initialise libcurl");
+		return HELPER_EXIT_FAIL;
+	}
+	rc = cmd->func(&cfg, argc, argv);
+	curl_global_cleanup();
+	return rc;
+}

@@ -1,0 +1,24 @@
+/*
+ * Child processes for pgbouncer-helper: run a program (pgbackrest) in its
+ * own process group with a deadline, and say how it ended.
+ */
+#ifndef PGBC_HELPER_RUN_H
+#define PGBC_HELPER_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Run argv (argv[0] looked up in PATH) with stdin from /dev/null and
+ * stdout/stderr inherited.  After timeout_usec the child's process group
+ * gets SIGTERM, 5 s later SIGKILL.  *status = exit code, 128 + signal
+ * when killed.  False (err filled) when it could not start or timed out.
+ */
+bool run_command(char *const argv[], uint64_t timeout_usec, int *status, char *err,
+		 size_t errlen);
+
+/* "pgbackrest --stanza=main check" for log lines */
+void run_describe(char *const argv[], char *out, size_t len);
+
+#endif

@@ -1,0 +1,272 @@
+/*
+ * Unit tests for helper/helper_config.c: helper.ini parsing, the
+ * "file:line: key: message" errors, command-line override names and
+ * Patroni's service name rule.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "helper_config.h"
+
+static char ini_path[64];
+
+/* write text to a fresh temporary file; its path in ini_path */
+static const char *
+ini(const char *text)
+{
+	FILE *f;
+	int fd;
+
+	strcpy(ini_path, "/tmp/test_helper_config.XXXXXX");
+	fd = mkstemp(ini_path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return ini_path;
+}
+
+static void
+load_ok(struct helper_config *cfg, const char *text)
+{
+	char err[512] = "";
+
+	helper_config_init(cfg);
+	if (!helper_config_load(cfg, ini(text), err, sizeof(err)))
+		fail_msg("refused: %s", err);
+	unlink(ini_path);
+}
+
+/* the load fails and the message is "<file>:<expect>" */
+static void
+load_refused(const char *text, const char *expect)
+{
+	struct helper_config cfg;
+	char err[512] = "";
+	char want[600];
+
+	helper_config_init(&cfg);
+	if (helper_config_load(&cfg, ini(text), err, sizeof(err)))
+		fail_msg("accepted: %s", text);
+	snprintf(want, sizeof(want), "%s:%s", ini_path, expect);
+	unlink(ini_path);
+	if (strncmp(err, want, strlen(want)) != 0)
+		fail_msg("error \"%s\" does not start with \"%s\"", err, want);
+}
+
+static void
+test_helper_config_defaults(void **state)
+{
+	struct helper_config cfg;
+
+	helper_config_init(&cfg);
+	assert_string_equal(cfg.consul.url, "http://127.0.0.1:8500");
+	assert_string_equal(cfg.consul.namespace_, "service");
+	assert_string_equal(cfg.patroni_url, "http://127.0.0.1:8008");
+	assert_string_equal(cfg.pgbackrest_stanza, "main");
+	assert_int_equal(cfg.sync_interval_usec, 60000000);
+	assert_int_equal(cfg.dns_ttl_usec, 30000000);
+	assert_int_equal(cfg.exclude_count, 1);
+	assert_string_equal(cfg.exclude_users[0], "postgres");
+	assert_string_equal(cfg.scope, "");
+}
+
+static void
+test_helper_config_design_example(void **state)
+{
+	struct helper_config cfg;
+
+	load_ok(&cfg,
+		"[consul]                 ; same keys and meaning as in pgbouncer.ini\n"
+		"url = http://127.0.0.1:8500\n"
+		"namespace = service\n"
+		"wait = 30s\n"
+		"consistency = stale\n"
+		"no_leader_timeout = 10s\n"
+		"\n"
+		"[helper]\n"
+		"scope = raddb\n"
+		"patroni_url = http://127.0.0.1:8008        ; the local Patroni REST API\n"
+		"pgbouncer_admin = host=127.0.0.1 port=6432 dbname=pgbouncer user=pgbouncer\n"
+		"auth_file = /etc/pgbouncer/userlist.txt\n"
+		"source = user=postgres dbname=postgres      ; conninfo for pg_shadow\n"
+		"exclude_users = postgres, replicator  rewind_user\n"
+		"sync_interval = 1m30s\n"
+		"pgbackrest_stanza = main\n"
+		"datacenters = dc1 dc2                       ; prepared-query failover order\n"
+		"# a comment\n"
+		"dns_ttl = 30s\n");
+	assert_string_equal(cfg.scope, "raddb");
+	assert_int_equal(cfg.consul.wait_usec, 30000000);
+	assert_int_equal(cfg.consul.consistency, CONSUL_CONSISTENCY_STALE);
+	assert_int_equal(cfg.no_leader_timeout_usec, 10000000);
+	assert_string_equal(cfg.pgbouncer_admin,
+			    "host=127.0.0.1 port=6432 dbname=pgbouncer user=pgbouncer");
+	assert_string_equal(cfg.source, "user=postgres dbname=postgres");
+	assert_int_equal(cfg.exclude_count, 3);
+	assert_string_equal(cfg.exclude_users[1], "replicator");
+	assert_string_equal(cfg.exclude_users[2], "rewind_user");
+	assert_true(helper_config_excluded(&cfg, "rewind_user"));
+	assert_false(helper_config_excluded(&cfg, "rewind"));
+	assert_int_equal(cfg.sync_interval_usec, 90000000);
+	assert_int_equal(cfg.datacenter_count, 2);
+	assert_string_equal(cfg.datacenters[1], "dc2");
+	assert_int_equal(cfg.dns_ttl_usec, 30000000);
+}
+
+static void
+test_helper_config_unknown_key(void **state)
+{
+	load_refused("[helper]\nscope = a\ncolour = blue\n", "3: colour: unknown key in [helper]");
+	/* a [helper] key in [consul] is unknown there */
+	load_refused("[consul]\nscope = a\n", "2: scope: unknown key in [consul]");
+}
+
+static void
+test_helper_config_unknown_section(void **state)
+{
+	load_refused("[consul]\n[pgbouncer]\n", "2: unknown section [pgbouncer]");
+	load_refused("[helper\n", "1: malformed section header");
+}
+
+static void
+test_helper_config_bad_values(void **state)
+{
+	load_refused("[helper]\nsync_interval = soon\n", "2: sync_interval: ");
+	load_refused("[helper]\nsync_interval = 0\n", "2: sync_interval: must be greater than 0");
+	load_refused("[consul]\nurl = ftp://x\n", "2: url: ");
+	load_refused("[consul]\nurl = http://h:1/path\n", "2: url: ");
+	load_refused("[consul]\nwait = 11m\n", "2: wait: must be at most 10m");
+	load_refused("[consul]\nconsistency = eventual\n", "2: consistency: must be default");
+	load_refused("[consul]\nnamespace = /service/\n", "2: namespace: ");
+	load_refused("[helper]\nscope = a/b\n", "2: scope: ");
+	load_refused("[helper]\nscope =\n", "2: scope: ");
+	load_refused("[helper]\npatroni_url = localhost:8008\n", "2: patroni_url: ");
+	load_refused("[helper]\nauth_file = userlist.txt\n", "2: auth_file: must be an absolute path");
+	load_refused("[helper]\ndatacenters = dc1 d$c\n", "2: datacenters: invalid datacenter name");
+	load_refused("[helper]\npgbackrest_stanza = a b\n", "2: pgbackrest_stanza: ");
+}
+
+static void
+test_helper_config_malformed_lines(void **state)
+{
+	load_refused("scope = a\n", "1: scope: key outside a section");
+	load_refused("[helper]\n\nscope a\n", "3: expected key = value");
+	load_refused("[helper]\n = a\n", "2: missing key before '='");
+}
+
+static void
+test_helper_config_missing_file(void **state)
+{
+	struct helper_config cfg;
+	char err[512];
+
+	helper_config_init(&cfg);
+	assert_false(helper_config_load(&cfg, "/nonexistent/helper.ini", err, sizeof(err)));
+	assert_string_equal(err, "/nonexistent/helper.ini: cannot open: No such file or directory");
+}
+
+static void
+test_helper_config_later_value_wins(void **state)
+{
+	struct helper_config cfg;
+	char err[256];
+
+	load_ok(&cfg, "[helper]\nscope = one\nscope = two\n");
+	assert_string_equal(cfg.scope, "two");
+	/* a command-line override replaces the file's value */
+	assert_true(helper_config_set(&cfg, "helper", "scope", "three", err, sizeof(err)));
+	assert_string_equal(cfg.scope, "three");
+	assert_false(helper_config_set(&cfg, "helper", "scope", "", err, sizeof(err)));
+	assert_string_equal(cfg.scope, "three");
+	assert_non_null(strstr(err, "scope: "));
+}
+
+static void
+test_helper_config_option_names(void **state)
+{
+	const char *section = NULL;
+	char key[64];
+
+	assert_true(helper_config_option("patroni-url", &section, key, sizeof(key)));
+	assert_string_equal(section, "helper");
+	assert_string_equal(key, "patroni_url");
+	assert_true(helper_config_option("consul-url", &section, key, sizeof(key)));
+	assert_string_equal(section, "consul");
+	assert_string_equal(key, "url");
+	assert_true(helper_config_option("consul-token-file", &section, key, sizeof(key)));
+	assert_string_equal(key, "token_file");
+	assert_false(helper_config_option("once", &section, key, sizeof(key)));
+	assert_false(helper_config_option("url", &section, key, sizeof(key)));
+	assert_false(helper_config_option("consul-scope", &section, key, sizeof(key)));
+}
+
+static void
+test_helper_config_token_file(void **state)
+{
+	struct helper_config cfg;
+	char err[512];
+	char token_path[64];
+
+	helper_config_init(&cfg);
+	assert_true(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_string_equal(cfg.consul.token, "");
+
+	strcpy(cfg.token_file, "/nonexistent/token");
+	assert_false(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "token_file: "));
+	assert_non_null(strstr(err, "/nonexistent/token"));
+
+	ini("0b6d0c3c-secret-token\n");
+	strcpy(token_path, ini_path);
+	strcpy(cfg.token_file, token_path);
+	assert_true(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_string_equal(cfg.consul.token, "0b6d0c3c-secret-token");
+	unlink(token_path);
+}
+
+static void
+test_helper_service_name(void **state)
+{
+	char out[256];
+	char long_scope[300];
+
+	helper_service_name("raddb", out, sizeof(out));
+	assert_string_equal(out, "raddb");
+	helper_service_name("Rad_DB.main", out, sizeof(out));
+	assert_string_equal(out, "rad-db-main");
+	helper_service_name("a+b", out, sizeof(out));
+	assert_string_equal(out, "au0043b");
+	memset(long_scope, 'x', sizeof(long_scope) - 1);
+	long_scope[sizeof(long_scope) - 1] = '\0';
+	helper_service_name(long_scope, out, sizeof(out));
+	assert_int_equal(strlen(out), 230);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_helper_config_defaults),
+		cmocka_unit_test(test_helper_config_design_example),
+		cmocka_unit_test(test_helper_config_unknown_key),
+		cmocka_unit_test(test_helper_config_unknown_section),
+		cmocka_unit_test(test_helper_config_bad_values),
+		cmocka_unit_test(test_helper_config_malformed_lines),
+		cmocka_unit_test(test_helper_config_missing_file),
+		cmocka_unit_test(test_helper_config_later_value_wins),
+		cmocka_unit_test(test_helper_config_option_names),
+		cmocka_unit_test(test_helper_config_token_file),
+		cmocka_unit_test(test_helper_service_name),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
