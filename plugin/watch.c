@@ -477,7 +477,8 @@ watch_query_failed(struct watch_query *q, const char *err)
 {
 	struct watch *w = q->w;
 	uint64_t delay = backoff_next(&q->backoff);
-	char keep[WATCH_NAME_MAX + 16];
+	const struct watch_target *t = &w->targets[WATCH_ROLE_PRIMARY];
+	char keep[WATCH_HOSTS_MAX + 32];
 
 	watch_copy(q->error, sizeof(q->error), err);
 	/* a restarted agent counts from 1 again: never block on a stale index */
@@ -485,8 +486,13 @@ watch_query_failed(struct watch_query *q, const char *err)
 	/* once per change of state, not once per retry */
 	if (!q->failing) {
 		q->failing = true;
-		if (q->kind == WATCH_Q_LEADER)
-			snprintf(keep, sizeof(keep), "leader \"%s\"", w->leader);
+		/* the member whose address is in use (w->leader is "" after a restart) */
+		if (q->kind == WATCH_Q_LEADER && t->empty)
+			snprintf(keep, sizeof(keep), "no leader (queries held)");
+		else if (q->kind == WATCH_Q_LEADER && t->member[0] != '\0')
+			snprintf(keep, sizeof(keep), "leader \"%s\"", t->member);
+		else if (q->kind == WATCH_Q_LEADER)
+			snprintf(keep, sizeof(keep), "the entry's address (no leader known yet)");
 		plugin_log(w->api, PGB_LOG_WARNING,
 			   "scope \"%s\": consul unreachable: %s: %s; keeping %s, retrying with backoff",
 			   w->scope, q->req.url, err,
@@ -903,16 +909,27 @@ watch_member_problem(struct watch *w, const char *msg, bool refused)
 {
 	struct watch_target *t = &w->targets[WATCH_ROLE_PRIMARY];
 	uint64_t delay = backoff_next(&w->member_backoff);
+	/* another member leads now: the address kept is no leader's any more */
+	bool moved = strcmp(w->member_fetch, t->member) != 0;
 
 	watch_copy(t->error, sizeof(t->error), msg);
 	if (strcmp(w->member_logged, msg) != 0) {
 		watch_copy(w->member_logged, sizeof(w->member_logged), msg);
 		plugin_log(w->api, PGB_LOG_WARNING,
-			    "scope \"%s\": %s; %s, retrying",
+			    "scope \"%s\": %s; %s%s, retrying",
 			    w->scope, msg,
 			    t->host[0] ? "keeping the previous address" :
-			    "no address yet");
+			    "no address yet",
+			    moved ? " and holding queries (no_leader_timeout applies)" :
+			    "");
 	}
+	/*
+	 * A refused record is never connected to, an unreadable one not
+	 * guessed at: until the new leader's address is known, primary
+	 * entries wait as without a leader.
+	 */
+	if (moved)
+		watch_target_set_empty(t, true);
 	(void)refused;
 	watch_timer_arm(w->member_timer, delay);
 }

@@ -10,12 +10,17 @@ Environment:
 Tests on the shared cluster run in file order and leave it healthy.  Tests that
 need a leader key the cluster does not own (no leader, bad member records, ACLs)
 use a "fake" scope whose member records point at the real cluster's ports.
+Tests that stop or restart Consul do it to a private agent (fresh_consul), and a
+TcpProxy gives one server a second address (a second "member") or counts
+connections to an address that must never be reached.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import threading
 import time
 
@@ -68,17 +73,37 @@ class FakeScope:
 
     def member(self, name: str, port: int, host: str = "127.0.0.1", role: str = "master",
                state: str = "running", conn_url: str | None = None) -> None:
-        import json
         rec = {"conn_url": conn_url or f"postgres://{host}:{port}/postgres",
                "api_url": f"http://{host}:8008/patroni", "state": state, "role": role,
                "version": "3.0.2"}
         assert self.consul.kv_put(self.prefix + "members/" + name, json.dumps(rec),
                                   token=self.token)
 
-    def leader(self, name: str) -> None:
-        sid = self.consul.api("PUT", "/v1/session/create",
-                              {"TTL": "60s", "Behavior": "delete", "LockDelay": "0s"},
-                              token=self.token)["ID"]
+    def session(self) -> str:
+        # a dev agent that just started may not have registered its node yet
+        # ("Missing node registration"): sessions need it
+        def create():
+            try:
+                return self.consul.api("PUT", "/v1/session/create",
+                                       {"TTL": "60s", "Behavior": "delete",
+                                        "LockDelay": "0s"}, token=self.token)["ID"]
+            except lab.ConsulError as e:
+                if "Missing node registration" not in str(e):
+                    raise
+                return None
+        return lab.wait_until(create, 15, 0.1, "a consul session")
+
+    def leader(self, name: str, direct: bool = False) -> None:
+        """Make `name` the leader.  direct: the holder's session rewrites the
+        key, so a watcher sees the old leader replaced with no gap (Patroni
+        deletes and re-acquires, and a watcher may or may not see the gap)."""
+        if direct:
+            kv = self.consul.kv_get(self.prefix + "leader", token=self.token)
+            assert kv and kv.session, "direct: needs a held leader key"
+            assert self.consul.kv_put(self.prefix + "leader", name, acquire=kv.session,
+                                      token=self.token)
+            return
+        sid = self.session()
         if not self.consul.kv_put(self.prefix + "leader", name, acquire=sid, token=self.token):
             # held by an earlier session: delete and acquire, as Patroni does
             self.no_leader()
@@ -308,7 +333,7 @@ def test_refused_member_record_keeps_address(fake, consul, bouncer_factory):
     with b.connect("fdb") as c:
         assert c.execute("select 1").fetchone()[0] == 1
         fake.member("evil", 5999, conn_url="postgres://127.0.0.1:5999/postgres?host=/tmp")
-        fake.leader("evil")
+        fake.leader("evil", direct=True)
         row2 = b.wait_row("fdb", lambda r: r["last_error"] and "evil" in r["last_error"])
         assert "refused" in row2["last_error"]
         assert (row2["host"], row2["port"]) == (row["host"], row["port"])
@@ -388,3 +413,456 @@ def test_replica_role_without_running_member_holds(patroni_cluster, fake, consul
     assert b.value("fro", "select pg_is_in_recovery()") is True   # waited, then ran
     assert 0.8 < time.monotonic() - t0 < 10
     assert b.row("fro")["member"] == "r1"
+
+
+# --------------------------------------------------------------------------- listeners
+
+class TcpProxy:
+    """A TCP listener on 127.0.0.1 that counts the connections it accepts and,
+    given a target port, forwards them there: a second address for the same
+    server (to tell two "members" apart), or a trap that no one should reach."""
+
+    def __init__(self, target: int | None = None, port: int | None = None):
+        self.target = target
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port if port is not None else lab.free_port()))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def __repr__(self) -> str:
+        return f"TcpProxy(port={self.port}, target={self.target}, accepted={self.accepted})"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            if self.target is None:
+                c.close()
+                continue
+            try:
+                s = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+                s.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            c.settimeout(None)
+            with self._lock:
+                self._socks += [c, s]
+                for a, b in ((c, s), (s, c)):
+                    t = threading.Thread(target=self._pump, args=(a, b), daemon=True)
+                    t.start()
+                    self._threads.append(t)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for x in (src, dst):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for x in self._socks:
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        for t in self._threads:
+            t.join(2)
+        self.sock.close()
+        with self._lock:
+            for x in self._socks:
+                x.close()
+
+
+@pytest.fixture
+def proxies():
+    made: list[TcpProxy] = []
+
+    def make(target: int | None = None, port: int | None = None) -> TcpProxy:
+        p = TcpProxy(target, port)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.close()
+
+
+def server_connect_lines(b: Bouncer, port: int) -> list[str]:
+    """PgBouncer's log lines about a server connection to 127.0.0.1:port."""
+    return [ln for ln in b.log().splitlines() if re.search(rf"@127\.0\.0\.1:{port}\b", ln)]
+
+
+# --------------------------------------------------------------------------- consul restart
+
+def test_consul_restart_index_reset_followed(patroni_cluster, fresh_consul, bouncer_factory,
+                                            proxies):
+    """A restarted dev agent counts its index from ~1 again: the queries that
+    watched index N must start over, or the next change waits out `wait`."""
+    lp = member_port(patroni_cluster, patroni_cluster.leader())
+    alt = proxies(lp)
+    f = FakeScope(fresh_consul)
+    for i in range(80):                     # the index the plugin sees: well above ~20
+        fresh_consul.kv_put(f"pad/{i}", "x")
+    f.member("a", lp)
+    f.leader("a")
+    b = bouncer_factory(fresh_consul, {"fdb": db_line("fake")},
+                        consul_settings={"wait": "60s"}).start()
+    row = b.wait_row("fdb", lambda r: r["state"] == "following" and r["member"] == "a")
+    index_before = int(row["consul_index"])
+    assert index_before > 80
+    with b.connect("fdb") as c:
+        pid = c.execute("select pg_backend_pid()").fetchone()[0]
+        fresh_consul.stop()
+        row = b.wait_row("fdb", lambda r: r["state"] == "consul_unreachable", timeout=15)
+        assert row["member"] == "a" and row["last_error"] and int(row["port"]) == lp
+        assert re.search(r'consul unreachable: \S*/leader\S*: .*keeping leader "a"', b.log())
+        # through the outage: the held connection and new clients keep working
+        for _ in range(3):
+            assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
+            assert b.value("fdb", "select inet_server_port()") == lp
+            time.sleep(0.5)
+        fresh_consul.restart()
+        f.member("a", lp)
+        f.member("b", alt.port)
+        f.leader("a")
+        b.wait_row("fdb", lambda r: r["state"] == "following" and r["last_error"] is None,
+                   timeout=45)
+        assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
+    switches = int(b.row("fdb")["switches"])
+    assert fresh_consul.kv_index(f.prefix + "leader") < index_before
+    t0 = time.monotonic()
+    f.leader("b")
+    row = b.wait_row("fdb", lambda r: r["member"] == "b" and r["state"] == "following",
+                     timeout=30)
+    took = time.monotonic() - t0
+    lab.record_timing("redirect_follow_after_consul_restart", took)
+    assert took < 10, "a stale index would have blocked until wait (60s)"
+    assert int(row["port"]) == alt.port and int(row["switches"]) == switches + 1
+    assert int(row["consul_index"]) < index_before
+    assert b.value("fdb", "select inet_server_port()") == lp and alt.accepted >= 1
+    assert "consul answers again" in b.logfile_text()
+
+
+def test_started_while_consul_down(patroni_cluster, fresh_consul, bouncer_factory, proxies):
+    """Until Consul first answers the entry's own host/port is used; then the
+    leader's address replaces it."""
+    lp = member_port(patroni_cluster, patroni_cluster.leader())
+    ini = proxies(lp)
+    fresh_consul.stop()
+    b = bouncer_factory(fresh_consul, {"fdb": db_line("fake", port=ini.port)}).start()
+    row = b.row("fdb")
+    assert row["state"] in ("starting", "consul_unreachable")
+    row = b.wait_row("fdb", lambda r: r["state"] == "consul_unreachable", timeout=10)
+    assert row["member"] is None and row["last_error"]
+    assert (row["host"], int(row["port"])) == ("127.0.0.1", ini.port)
+    assert b.value("fdb", "select inet_server_port()") == lp
+    assert ini.accepted >= 1
+    fresh_consul.start()
+    f = FakeScope(fresh_consul)
+    f.member("a", lp)
+    f.leader("a")
+    row = b.wait_row("fdb", lambda r: r["state"] == "following", timeout=45)
+    assert row["member"] == "a" and int(row["port"]) == lp and row["last_error"] is None
+    seen = ini.accepted
+    with b.connect("fdb") as c:
+        assert c.execute("select inet_server_port()").fetchone()[0] == lp
+        assert c.execute("select pg_is_in_recovery()").fetchone()[0] is False
+    assert ini.accepted == seen            # new server connections go to the leader
+
+
+# --------------------------------------------------------------------------- ACL
+
+def test_acl_token_file(patroni_cluster, acl_consul, bouncer_factory, proxies):
+    lp = member_port(patroni_cluster, patroni_cluster.leader())
+    alt = proxies(lp)
+    f = FakeScope(acl_consul, token=acl_consul.token)
+    f.member("a", lp)
+    f.member("b", alt.port)
+    f.leader("a")
+    wrong = "11111111-2222-3333-4444-555555555555"
+    wd = lab.make_workdir("pgbc-token-")
+    tok = wd / "token"
+    tok.write_text(acl_consul.token + "\n")
+    lab.chown_tree(wd)
+    os.chmod(tok, 0o600)
+
+    def secret_free(text: str) -> bool:
+        return acl_consul.token not in text and wrong not in text
+
+    # a token file that is not there: start-up refused, naming the path
+    missing = wd / "no-such-token"
+    bad = bouncer_factory(acl_consul, {"fdb": db_line("fake")},
+                          consul_settings={"token_file": str(missing)}).start(expect_fail=True)
+    assert bad.proc.returncode != 0
+    assert re.search(rf'token_file.*"{re.escape(str(missing))}".*No such file', bad.log())
+
+    b = bouncer_factory(acl_consul, {"fdb": db_line("fake")},
+                        consul_settings={"token_file": str(tok)}).start()
+    row = b.wait_row("fdb", lambda r: r["state"] == "following" and r["member"] == "a")
+    assert row["last_error"] is None and int(row["port"]) == lp
+
+    # RELOAD while the file is gone: logged with its path, the previous token kept
+    tok.rename(wd / "token.away")
+    mark = len(b.logfile_text())
+    b.reload()
+    lab.wait_until(lambda: str(tok) in b.logfile_text()[mark:], 10, 0.1,
+                   "RELOAD error naming the token file")
+    f.leader("b")
+    row = b.wait_row("fdb", lambda r: r["member"] == "b" and r["state"] == "following")
+    assert row["last_error"] is None and int(row["port"]) == alt.port
+    assert b.value("fdb", "select 1") == 1
+
+    # a wrong token: 403 shown, the last leader kept and used
+    (wd / "token.away").rename(tok)
+    tok.write_text(wrong + "\n")
+    b.reload()
+    row = b.wait_row("fdb", lambda r: r["state"] == "consul_unreachable", timeout=15)
+    assert "403" in row["last_error"] and row["member"] == "b"
+    assert int(row["port"]) == alt.port
+    assert re.search(r'/leader\S*: permission denied \(http 403.*keeping leader "b"', b.log())
+    with b.connect("fdb") as c:
+        assert c.execute("select inet_server_port()").fetchone()[0] == lp
+    shown = repr(b.admin("SHOW CONSUL"))
+
+    # the good token again: following from a fresh read
+    tok.write_text(acl_consul.token + "\n")
+    b.reload()
+    b.wait_row("fdb", lambda r: r["state"] == "following" and r["last_error"] is None,
+               timeout=45)
+    shown += repr(b.admin("SHOW CONSUL")) + repr(b.admin("SHOW CONFIG"))
+    assert secret_free(shown)
+    assert secret_free(b.log()) and secret_free(bad.log())
+
+
+# --------------------------------------------------------------------------- bad records
+
+TRAP_PORT_99999 = 99999 % 65536        # where a port cut to 16 bits would go
+
+BAD_RECORDS = {
+    # id: (value built from the trap port, what last_error says)
+    "not_json": (lambda p: f"postgres://127.0.0.1:{p}/postgres", "not valid json"),
+    "conn_params": (lambda p: json.dumps({
+        "conn_url": f"postgres://127.0.0.1:{p}/postgres?sslmode=disable",
+        "state": "running", "role": "master"}), "connection parameters"),
+    "bad_port": (lambda p: json.dumps({
+        "conn_url": "postgres://127.0.0.1:99999/postgres",
+        "state": "running", "role": "master"}), 'invalid port "99999"'),
+    "not_postgres": (lambda p: json.dumps({
+        "conn_url": f"mysql://127.0.0.1:{p}/postgres",
+        "state": "running", "role": "master"}), "not a postgres"),
+    "huge": (lambda p: json.dumps({
+        "conn_url": f"postgres://127.0.0.1:{p}/postgres", "state": "running",
+        "role": "master", "tags": {"pad": "x" * 400 * 1024}}), "exceeds the limit"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_RECORDS))
+def test_bad_member_record_refused(kind, fake, consul, bouncer_factory, proxies,
+                                   patroni_cluster):
+    make_value, why = BAD_RECORDS[kind]
+    try:
+        trap = proxies(port=TRAP_PORT_99999 if kind == "bad_port" else None)
+    except OSError:                     # 34463 taken on this machine: log check only
+        trap = proxies()
+    value = make_value(trap.port)
+    b = bouncer_factory(consul, {"fdb": db_line("fake")},
+                        bouncer_settings={"pool_mode": "transaction"}).start()
+    row = b.wait_row("fdb", lambda r: r["state"] == "following" and r["member"] == "a")
+    with b.connect("fdb") as c:
+        assert c.execute("select 1").fetchone()[0] == 1
+        assert consul.kv_put(fake.prefix + "members/evil", value)
+        fake.leader("evil", direct=True)
+        bad = b.wait_row("fdb", lambda r: r["last_error"] and "evil" in r["last_error"])
+        assert "refused" in bad["last_error"] and why in bad["last_error"], bad["last_error"]
+        assert (bad["host"], bad["port"]) == (row["host"], row["port"])
+        assert bad["member"] == "a" and bad["state"] == "no_leader"
+        # a query now waits (never sent to the ex-leader), then runs once a
+        # usable leader is back
+        got: list = []
+        t = threading.Thread(target=lambda: got.append(
+            c.execute("select inet_server_port()").fetchone()[0]))
+        t.start()
+        time.sleep(1.0)
+        assert got == [] and t.is_alive()
+        fake.leader("a")
+        t.join(15)
+        assert got == [int(row["port"])]
+        b.wait_row("fdb", lambda r: r["state"] == "following" and r["last_error"] is None)
+    assert trap.accepted == 0
+    assert server_connect_lines(b, trap.port) == []
+    assert int(b.row("fdb")["switches"]) == int(row["switches"])
+
+
+# --------------------------------------------------------------------------- RELOAD
+
+def test_reload_changes_watches(patroni_cluster, consul, fresh_consul, bouncer_factory,
+                                proxies):
+    leader = patroni_cluster.leader()
+    lp = member_port(patroni_cluster, leader)
+    p1, p2 = proxies(lp), proxies(lp)
+    fa, fb = FakeScope(consul, "fake5a"), FakeScope(consul, "fake5b")
+    for f in (fa, fb):
+        f.clear()
+    fa.member("a", lp)
+    fa.leader("a")
+    fb.member("x", p1.port)
+    fb.leader("x")
+    # the other agent: the same real leader for raddb, another member for fake5b
+    other_raddb, other_b = FakeScope(fresh_consul, "raddb"), FakeScope(fresh_consul, "fake5b")
+    other_raddb.member(leader, lp)
+    other_raddb.leader(leader)
+    other_b.member("z", p2.port)
+    other_b.leader("z")
+    try:
+        b = bouncer_factory(consul, {"keep": db_line("raddb"), "fdb": db_line("fake5a"),
+                                     "gone": db_line("raddb", "replica")}).start()
+        for db in ("keep", "fdb", "gone"):
+            b.wait_row(db, lambda r: r["state"] == "following")
+        with b.connect("keep") as c:
+            pid = c.execute("select pg_backend_pid()").fetchone()[0]
+            keep_switches = b.row("keep")["switches"]
+
+            # [databases]: drop one, add one, move one to another scope
+            del b.databases["gone"]
+            b.databases["added"] = db_line("fake5b")
+            b.databases["fdb"] = db_line("fake5b")
+            b.reload()
+            row = b.wait_row("fdb", lambda r: r["scope"] == "fake5b" and r["member"] == "x")
+            assert int(row["port"]) == p1.port
+            b.wait_row("added", lambda r: r["member"] == "x" and r["state"] == "following")
+            rows = b.show_consul()
+            assert set(rows) == {"keep", "fdb", "added"}
+            assert rows["keep"]["scope"] == "raddb" and rows["keep"]["role"] == "primary"
+            log = b.logfile_text()
+            assert 'scope "fake5a": watch dropped' in log
+            assert 'database "gone" no longer follows scope "raddb"' in log
+            assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
+
+            # [consul]: another agent, other wait and no_leader_timeout
+            b.consul_settings.update(url=fresh_consul.url, wait="20s", no_leader_timeout="1s")
+            b.reload()
+            for db in ("fdb", "added"):
+                row = b.wait_row(db, lambda r: r["member"] == "z" and r["state"] == "following")
+                assert int(row["port"]) == p2.port
+            row = b.wait_row("keep", lambda r: r["state"] == "following" and r["member"] == leader)
+            assert int(row["port"]) == lp and row["switches"] == keep_switches
+            assert "consul settings changed, watch restarted" in b.logfile_text()
+            assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
+            assert b.value("fdb", "select inet_server_port()") == lp and p2.accepted >= 1
+            other_b.no_leader()
+            b.wait_row("added", lambda r: r["state"] == "no_leader")
+            t0 = time.monotonic()
+            with pytest.raises(psycopg.Error, match='no leader for Patroni scope "fake5b"'):
+                b.value("added", "select 1")
+            assert time.monotonic() - t0 < 5            # 1s, not the former 30s
+            assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
+    finally:
+        for f in (fa, fb):
+            f.clear()
+
+
+# --------------------------------------------------------------------------- two scopes
+
+def test_two_scopes_followed_independently(patroni_cluster, consul, bouncer_factory, proxies):
+    lp = member_port(patroni_cluster, patroni_cluster.leader())
+    alt = proxies(lp)
+    f1, f2 = FakeScope(consul, "fake6a"), FakeScope(consul, "fake6b")
+    for f in (f1, f2):
+        f.clear()
+        f.member("a", lp)
+        f.leader("a")
+    f1.member("b", alt.port)
+    try:
+        b = bouncer_factory(consul, {"d1": db_line("fake6a"), "d2": db_line("fake6b")},
+                            consul_settings={"no_leader_timeout": "30s"}).start()
+        r1 = b.wait_row("d1", lambda r: r["state"] == "following")
+        r2 = b.wait_row("d2", lambda r: r["state"] == "following")
+        with b.connect("d2") as c2:
+            pid2 = c2.execute("select pg_backend_pid()").fetchone()[0]
+            f1.leader("b")
+            now1 = b.wait_row("d1", lambda r: r["member"] == "b" and r["state"] == "following")
+            assert int(now1["port"]) == alt.port
+            assert int(now1["switches"]) == int(r1["switches"]) + 1
+            assert b.value("d1", "select inet_server_port()") == lp and alt.accepted >= 1
+            now2 = b.row("d2")
+            assert (now2["member"], now2["port"], now2["switches"], now2["changed_at"]) == \
+                (r2["member"], r2["port"], r2["switches"], r2["changed_at"])
+            assert c2.execute("select pg_backend_pid()").fetchone()[0] == pid2
+            # no leader in the second scope: the first does not wait for it
+            f2.no_leader()
+            b.wait_row("d2", lambda r: r["state"] == "no_leader")
+            t0 = time.monotonic()
+            assert b.value("d1", "select 1") == 1
+            assert time.monotonic() - t0 < 2
+            assert b.row("d1")["state"] == "following"
+            f2.leader("a")
+            b.wait_row("d2", lambda r: r["state"] == "following" and r["member"] == "a")
+            assert c2.execute("select pg_backend_pid()").fetchone()[0] == pid2
+        assert b.row("d2")["switches"] == r2["switches"]
+    finally:
+        for f in (f1, f2):
+            f.clear()
+
+
+# --------------------------------------------------------------------------- replicas
+
+def test_replica_role_member_stops_and_returns(patroni_cluster, consul, bouncer_factory):
+    """One host, several ports: the entry uses the port most running replicas
+    share (ties: the lowest) and names the members it skips.  A stopped replica
+    leaves the choice, and comes back into it when it runs again."""
+    leader = patroni_cluster.leader()
+    (p_low, r_low), (p_high, r_high) = sorted(
+        (member_port(patroni_cluster, n), n) for n in patroni_cluster.names if n != leader)
+    b = bouncer_factory(consul, {"ro": db_line("raddb", "replica")}).start()
+    row = b.wait_row("ro", lambda r: r["state"] == "following")
+    assert (row["member"], int(row["port"])) == (r_low, p_low)
+    assert b.value("ro", "select inet_server_port()") == p_low
+    stopped = False
+    try:
+        patroni_cluster.stop_member(r_low)
+        stopped = True
+        row = b.wait_row("ro", lambda r: r["member"] == r_high, timeout=60,
+                         what=f"{r_low} dropped")
+        assert int(row["port"]) == p_high and row["state"] == "following"
+        assert int(row["switches"]) >= 1
+        with b.connect("ro") as c:
+            assert c.execute("select inet_server_port()").fetchone()[0] == p_high
+            assert c.execute("select pg_is_in_recovery()").fetchone()[0] is True
+        mark = len(b.logfile_text())
+        patroni_cluster.start_member(r_low)
+        stopped = False
+        row = b.wait_row("ro", lambda r: r["member"] == r_low, timeout=90,
+                         what=f"{r_low} back")
+        assert int(row["port"]) == p_low and row["state"] == "following"
+        assert re.search(rf"skipping .*{r_high}", b.logfile_text()[mark:])
+        lab.wait_until(lambda: b.value("ro", "select inet_server_port()") == p_low, 30, 0.5,
+                       f"queries on {r_low} again")
+        assert b.value("ro", "select pg_is_in_recovery()") is True
+    finally:
+        if stopped:
+            patroni_cluster.start_member(r_low)
+        patroni_cluster.wait_healthy(timeout=120)
