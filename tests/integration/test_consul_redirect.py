@@ -866,3 +866,121 @@ def test_replica_role_member_stops_and_returns(patroni_cluster, consul, bouncer_
         if stopped:
             patroni_cluster.start_member(r_low)
         patroni_cluster.wait_healthy(timeout=120)
+
+
+# --------------------------------------------------------------------------- faulty answers
+
+class FaultProxy:
+    """An HTTP proxy in front of the real Consul agent that can be switched to
+    answer every request itself: 500, garbage with a good index, a 2 MB body,
+    or nothing for longer than the plugin's HTTP timeout.  Counts requests."""
+
+    def __init__(self, consul: lab.Consul):
+        import http.server
+        import urllib.request
+        proxy = self
+        self.consul, self.mode, self.requests = consul, "pass", 0
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                proxy.requests += 1
+                mode = proxy.mode
+                if mode == "slow":
+                    time.sleep(12)
+                    return self._send(200, b"[]")
+                if mode == "500":
+                    return self._send(500, b"No cluster leader")
+                if mode == "garbage":
+                    return self._send(200, b"<html>not consul</html>", index="999999")
+                if mode == "huge":
+                    return self._send(200, b"[" + b" " * (2 * 1024 * 1024) + b"]", index="999999")
+                req = urllib.request.Request(proxy.consul.url + self.path,
+                                             headers={k: v for k, v in self.headers.items()
+                                                      if k.lower() == "x-consul-token"})
+                try:
+                    with proxy._opener.open(req, timeout=120) as r:
+                        body, status, idx = r.read(), r.status, r.headers.get("X-Consul-Index")
+                except urllib.error.HTTPError as e:
+                    body, status, idx = e.read(), e.code, e.headers.get("X-Consul-Index")
+                self._send(status, body, idx)
+
+            def _send(self, status, body, index=None):
+                try:
+                    self.send_response(status)
+                    if index:
+                        self.send_header("X-Consul-Index", index)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("mode,error", [("500", "500"), ("garbage", "json"),
+                                        ("huge", "large"), ("slow", "timed out")])
+def test_consul_faults_keep_last_leader(fake, consul, bouncer_factory, mode, error):
+    proxy = FaultProxy(consul)
+    try:
+        b = bouncer_factory(consul, {"fdb": db_line("fake")},
+                            consul_settings={"url": proxy.url, "wait": "2s"},
+                            bouncer_settings={"pool_mode": "transaction"}).start()
+        b.wait_row("fdb", lambda r: r["state"] == "following")
+        with b.connect("fdb") as c:
+            pid = c.execute("select pg_backend_pid()").fetchone()[0]
+            proxy.mode = mode
+            row = b.wait_row("fdb", lambda r: r["state"] == "consul_unreachable", timeout=30)
+            assert row["member"] == "a"
+            assert error in (row["last_error"] or "").lower(), row["last_error"]
+            # requests back off instead of flooding the agent (two watched
+            # keys per scope: leader and failover)
+            before = proxy.requests
+            time.sleep(6)
+            assert proxy.requests - before <= 12, f"{proxy.requests - before} requests in 6 s"
+            # the last good leader still serves, on the same server connection
+            assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
+            # logged once per change of state, not once per retry
+            assert len(re.findall(r"consul unreachable: .*/leader", b.logfile_text())) == 1
+            proxy.mode = "pass"
+            b.wait_row("fdb", lambda r: r["state"] == "following", timeout=40)
+    finally:
+        proxy.close()
+
+
+def test_any_and_replica_roles_list_running_members(consul, bouncer_factory):
+    """Members on distinct hosts with one port: the entries' host lists are
+    the running members (any) and the running replicas (replica)."""
+    f = FakeScope(consul, scope="hosts")
+    f.clear()
+    try:
+        f.member("a", 5999, host="127.0.0.1", role="master")
+        f.member("b", 5999, host="127.0.0.2", role="replica")
+        f.member("c", 5999, host="127.0.0.3", role="replica", state="stopped")
+        f.member("d", 5999, host="127.0.0.4", role="replica")
+        f.leader("a")
+        b = bouncer_factory(consul, {"h_any": db_line("hosts", "any"),
+                                     "h_ro": db_line("hosts", "replica")}).start()
+        b.wait_row("h_any", lambda r: r["host"] == "127.0.0.1,127.0.0.2,127.0.0.4")
+        b.wait_row("h_ro", lambda r: r["host"] == "127.0.0.2,127.0.0.4")
+        assert int(b.row("h_ro")["port"]) == 5999
+        dbs = {r["name"]: r for r in b.admin("SHOW DATABASES")}
+        assert dbs["h_ro"]["host"] == "127.0.0.2,127.0.0.4"
+        # c starts running, d stops: the lists follow
+        f.member("c", 5999, host="127.0.0.3", role="replica")
+        f.member("d", 5999, host="127.0.0.4", role="replica", state="stopped")
+        b.wait_row("h_ro", lambda r: r["host"] == "127.0.0.2,127.0.0.3")
+        b.wait_row("h_any", lambda r: r["host"] == "127.0.0.1,127.0.0.2,127.0.0.3")
+    finally:
+        f.clear()
