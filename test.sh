@@ -72,6 +72,7 @@ stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" 
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
 stage "lab: real Consul 1.8.7 and Patroni 3.0.2 cluster" pytest lab "$top/tests/integration/test_lab.py"
 stage "pgbouncer-helper against the lab" pytest helper "$top/tests/integration/test_helper.py"
+stage "pgbouncer-helper upgrade 13 -> 15 and restore" pytest upgrade-restore "$top/tests/integration/test_upgrade_restore.py"
 stage "consul_redirect.so following the lab" pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
 
 if [ "$quick" = no ]; then

@@ -154,14 +154,6 @@ list_services(const struct helper_config *cfg, char *err, size_t errlen)
 	return all;
 }
 
-static const char *
-jtext(struct json_object *o, const char *key)
-{
-	struct json_object *v = http_json_member(o, key);
-
-	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
-}
-
 /* is the registered service what we would register now? */
 static bool
 service_current(struct json_object *svc, const struct reg_self *self, const char *service,
@@ -170,8 +162,8 @@ service_current(struct json_object *svc, const struct reg_self *self, const char
 	struct json_object *tags = http_json_member(svc, "Tags");
 
 	return svc != NULL &&
-		strcmp(jtext(svc, "Service"), service) == 0 &&
-		strcmp(jtext(svc, "Address"), self->host) == 0 &&
+		strcmp(http_json_text(svc, "Service"), service) == 0 &&
+		strcmp(http_json_text(svc, "Address"), self->host) == 0 &&
 		json_object_get_int(http_json_member(svc, "Port")) == self->port &&
 		tags && json_object_is_type(tags, json_type_array) &&
 		json_object_array_length(tags) == 1 &&

@@ -12,16 +12,6 @@
 #include "http.h"
 #include "log.h"
 
-static const char *
-jtext(struct json_object *o, const char *key)
-{
-	struct json_object *v = http_json_member(o, key);
-
-	if (v == NULL || json_object_is_type(v, json_type_null))
-		return "";
-	return json_object_get_string(v);
-}
-
 static struct json_object *
 patroni_get(const struct helper_config *cfg, const char *path, char *err, size_t errlen)
 {
@@ -95,7 +85,7 @@ cmd_topology(struct helper_config *cfg, int argc, char **argv)
 		log_error("patroni %s/cluster: no members list", cfg->patroni_url);
 		goto done;
 	}
-	scope = jtext(http_json_member(patroni, "patroni"), "scope");
+	scope = http_json_text(http_json_member(patroni, "patroni"), "scope");
 	if (*scope == '\0')
 		scope = cfg->scope;
 	num = json_object_get_int(http_json_member(patroni, "server_version"));
@@ -111,9 +101,9 @@ cmd_topology(struct helper_config *cfg, int argc, char **argv)
 	n = json_object_array_length(members);
 	for (i = 0; i < n; i++) {
 		m = json_object_array_get_idx(members, i);
-		if (strcmp(jtext(m, "role"), "leader") == 0 ||
-		    strcmp(jtext(m, "role"), "standby_leader") == 0)
-			leader = jtext(m, "name");
+		if (strcmp(http_json_text(m, "role"), "leader") == 0 ||
+		    strcmp(http_json_text(m, "role"), "standby_leader") == 0)
+			leader = http_json_text(m, "name");
 	}
 
 	if (as_json) {
@@ -128,10 +118,10 @@ cmd_topology(struct helper_config *cfg, int argc, char **argv)
 		for (i = 0; i < n; i++) {
 			m = json_object_array_get_idx(members, i);
 			item = json_object_new_object();
-			json_object_object_add(item, "name", json_object_new_string(jtext(m, "name")));
-			json_object_object_add(item, "role", json_object_new_string(jtext(m, "role")));
-			json_object_object_add(item, "state", json_object_new_string(jtext(m, "state")));
-			json_object_object_add(item, "host", json_object_new_string(jtext(m, "host")));
+			json_object_object_add(item, "name", json_object_new_string(http_json_text(m, "name")));
+			json_object_object_add(item, "role", json_object_new_string(http_json_text(m, "role")));
+			json_object_object_add(item, "state", json_object_new_string(http_json_text(m, "state")));
+			json_object_object_add(item, "host", json_object_new_string(http_json_text(m, "host")));
 			json_object_object_add(item, "port",
 					       json_object_new_int(json_object_get_int(http_json_member(m, "port"))));
 			json_object_object_add(item, "timeline",
@@ -152,11 +142,11 @@ cmd_topology(struct helper_config *cfg, int argc, char **argv)
 		       "TL", "LAG (bytes)");
 		for (i = 0; i < n; i++) {
 			m = json_object_array_get_idx(members, i);
-			snprintf(err, sizeof(err), "%s:%d", jtext(m, "host"),
+			snprintf(err, sizeof(err), "%s:%d", http_json_text(m, "host"),
 				 json_object_get_int(http_json_member(m, "port")));
-			printf("%-16s %-14s %-16s %-22s %4s %14s\n", jtext(m, "name"), jtext(m, "role"),
-			       jtext(m, "state"), err, jtext(m, "timeline"),
-			       http_json_member(m, "lag") ? jtext(m, "lag") : "-");
+			printf("%-16s %-14s %-16s %-22s %4s %14s\n", http_json_text(m, "name"), http_json_text(m, "role"),
+			       http_json_text(m, "state"), err, http_json_text(m, "timeline"),
+			       http_json_member(m, "lag") ? http_json_text(m, "lag") : "-");
 		}
 	}
 	rc = HELPER_EXIT_OK;

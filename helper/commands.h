@@ -19,6 +19,8 @@ int cmd_maintenance(struct helper_config *cfg, int argc, char **argv);
 int cmd_topology(struct helper_config *cfg, int argc, char **argv);
 int cmd_backup(struct helper_config *cfg, int argc, char **argv);
 int cmd_backup_hook(struct helper_config *cfg, int argc, char **argv);
+int cmd_upgrade(struct helper_config *cfg, int argc, char **argv);
+int cmd_restore(struct helper_config *cfg, int argc, char **argv);
 
 /* true if argv holds -h or --help (before a "--") */
 bool cmd_wants_help(int argc, char **argv);

@@ -242,6 +242,104 @@ set_dns_ttl(struct helper_config *cfg, const char *value, char *err, size_t errl
 	return set_duration(&cfg->dns_ttl_usec, value, true, err, errlen);
 }
 
+/* [upgrade] command templates: any text, expanded when used (see helper/op.h) */
+static bool
+set_member_command(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->member_command, sizeof(cfg->member_command), value, err, errlen);
+}
+
+static bool
+set_patroni_stop(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->patroni_stop, sizeof(cfg->patroni_stop), value, err, errlen);
+}
+
+static bool
+set_patroni_start(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->patroni_start, sizeof(cfg->patroni_start), value, err, errlen);
+}
+
+static bool
+set_connect_options(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->connect_options, sizeof(cfg->connect_options), value, err, errlen);
+}
+
+static bool
+set_pg_upgrade_options(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->pg_upgrade_options, sizeof(cfg->pg_upgrade_options), value, err, errlen);
+}
+
+static bool
+set_path_template(char *dst, size_t len, const char *value, char *err, size_t errlen)
+{
+	if (value[0] != '/') {
+		errbuf_set(err, errlen, "must be an absolute path");
+		return false;
+	}
+	return copy_value(dst, len, value, err, errlen);
+}
+
+static bool
+set_patroni_config(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_path_template(cfg->patroni_config, sizeof(cfg->patroni_config), value,
+				 err, errlen);
+}
+
+static bool
+set_data_dir(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_path_template(cfg->data_dir, sizeof(cfg->data_dir), value, err, errlen);
+}
+
+static bool
+set_bin_dir(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_path_template(cfg->bin_dir, sizeof(cfg->bin_dir), value, err, errlen);
+}
+
+static bool
+set_state_dir(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_path_template(cfg->state_dir, sizeof(cfg->state_dir), value, err, errlen);
+}
+
+static bool
+set_pgbackrest(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	if (value[0] == '\0') {
+		errbuf_set(err, errlen, "must not be empty");
+		return false;
+	}
+	return copy_value(cfg->pgbackrest, sizeof(cfg->pgbackrest), value, err, errlen);
+}
+
+static bool
+set_step_timeout(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_duration(&cfg->step_timeout_usec, value, false, err, errlen);
+}
+
+static bool
+set_max_lag(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || v < 0) {
+		errbuf_set(err, errlen, "must be a number of bytes >= 0");
+		return false;
+	}
+	cfg->max_lag = v;
+	return true;
+}
+
 /* every key helper.ini knows, per section */
 static const struct config_key config_keys[] = {
 	{"consul", "ca_file", set_ca_file},
@@ -261,6 +359,18 @@ static const struct config_key config_keys[] = {
 	{"helper", "scope", set_scope},
 	{"helper", "source", set_source},
 	{"helper", "sync_interval", set_sync_interval},
+	{"upgrade", "bin_dir", set_bin_dir},
+	{"upgrade", "connect_options", set_connect_options},
+	{"upgrade", "data_dir", set_data_dir},
+	{"upgrade", "max_lag", set_max_lag},
+	{"upgrade", "member_command", set_member_command},
+	{"upgrade", "patroni_config", set_patroni_config},
+	{"upgrade", "patroni_start", set_patroni_start},
+	{"upgrade", "patroni_stop", set_patroni_stop},
+	{"upgrade", "pg_upgrade_options", set_pg_upgrade_options},
+	{"upgrade", "pgbackrest", set_pgbackrest},
+	{"upgrade", "state_dir", set_state_dir},
+	{"upgrade", "step_timeout", set_step_timeout},
 	{NULL, NULL, NULL}
 };
 
@@ -281,6 +391,16 @@ helper_config_init(struct helper_config *cfg)
 	strcpy(cfg->pgbackrest_stanza, "main");
 	cfg->dns_ttl_usec = UINT64_C(30) * DURATION_USEC_PER_SEC;
 	set_exclude_users(cfg, "postgres", err, sizeof(err));
+	strcpy(cfg->patroni_config, "/etc/patroni/%m.yml");
+	strcpy(cfg->data_dir, "/var/lib/postgresql/%v/%m");
+	strcpy(cfg->bin_dir, "/usr/lib/postgresql/%v/bin");
+	strcpy(cfg->patroni_stop, "systemctl stop patroni");
+	strcpy(cfg->patroni_start, "systemctl start patroni");
+	strcpy(cfg->connect_options, "-p %p");
+	strcpy(cfg->pgbackrest, "pgbackrest");
+	strcpy(cfg->state_dir, "/var/lib/pgbouncer-consul");
+	cfg->step_timeout_usec = UINT64_C(3600) * DURATION_USEC_PER_SEC;
+	cfg->max_lag = 1048576;
 }
 
 static const struct config_key *
@@ -324,6 +444,9 @@ helper_config_option(const char *option, const char **section, char *key, size_t
 	if (strncmp(option, "consul-", 7) == 0) {
 		name = option + 7;
 		want = "consul";
+	} else if (strncmp(option, "upgrade-", 8) == 0) {
+		name = option + 8;
+		want = "upgrade";
 	}
 	if (strlen(name) >= keylen)
 		return false;
@@ -403,7 +526,8 @@ helper_config_load(struct helper_config *cfg, const char *path, char *err, size_
 			}
 			*end = '\0';
 			key = trim(s + 1);
-			if (strcmp(key, "consul") != 0 && strcmp(key, "helper") != 0) {
+			if (strcmp(key, "consul") != 0 && strcmp(key, "helper") != 0 &&
+			    strcmp(key, "upgrade") != 0) {
 				errbuf_printable(key, msg, 128);
 				errbuf_set(err, errlen, "%s:%d: unknown section [%s]", path, lineno, msg);
 				goto done;

@@ -35,6 +35,20 @@ struct helper_config {
 	char datacenters[HELPER_DC_MAX][128];
 	int datacenter_count;
 	uint64_t dns_ttl_usec;
+
+	/* [upgrade]: how upgrade and restore reach members (templates, see op.h) */
+	char member_command[HELPER_VALUE_MAX];	/* prefix, e.g. "ssh postgres@%h"; empty = local */
+	char patroni_config[HELPER_VALUE_MAX];	/* %m -> member name */
+	char data_dir[HELPER_VALUE_MAX];	/* %v -> major version, %m */
+	char bin_dir[HELPER_VALUE_MAX];		/* %v, %m */
+	char patroni_stop[HELPER_VALUE_MAX];
+	char patroni_start[HELPER_VALUE_MAX];
+	char connect_options[HELPER_VALUE_MAX];	/* client options for vacuumdb */
+	char pgbackrest[HELPER_VALUE_MAX];	/* pgbackrest command on a member */
+	char pg_upgrade_options[HELPER_VALUE_MAX];
+	char state_dir[HELPER_VALUE_MAX];
+	uint64_t step_timeout_usec;
+	long long max_lag;			/* bytes a replica may lag before upgrade refuses */
 };
 
 /* built-in defaults (DESIGN.md's example values where it gives one) */
@@ -47,7 +61,7 @@ void helper_config_init(struct helper_config *cfg);
  */
 bool helper_config_load(struct helper_config *cfg, const char *path, char *err, size_t errlen);
 
-/* one setting; section "consul" or "helper" */
+/* one setting; section "consul", "helper" or "upgrade" */
 bool helper_config_set(struct helper_config *cfg, const char *section, const char *key,
 		       const char *value, char *err, size_t errlen);
 

@@ -180,3 +180,14 @@ http_json_member(struct json_object *o, const char *key)
 		return NULL;
 	return v;
 }
+
+/* o[key] as text ("" when absent or null; numbers as written) */
+const char *
+http_json_text(struct json_object *o, const char *key)
+{
+	struct json_object *v = http_json_member(o, key);
+
+	if (v == NULL || json_object_is_type(v, json_type_null))
+		return "";
+	return json_object_get_string(v);
+}

@@ -51,4 +51,7 @@ struct json_object *http_json(const struct consul_response *resp, json_type type
 /* o[key], or NULL when o is NULL or has no such key */
 struct json_object *http_json_member(struct json_object *o, const char *key);
 
+/* o[key] as text ("" when absent or null; numbers as written) */
+const char *http_json_text(struct json_object *o, const char *key);
+
 #endif

@@ -58,6 +58,30 @@ static const struct command commands[] = {
 	 "  the primary, create the repository path, run pgbackrest check and\n"
 	 "  stanza-create or stanza-upgrade as its exit code demands.  Other roles:\n"
 	 "  nothing.  Each pgbackrest run is bounded by --timeout (default 120s).\n"},
+	{"upgrade", cmd_upgrade,
+	 "upgrade plan|run --to-version N [--from-step K] [--wait DUR]\n"
+	 "  Major upgrade of the scope's Patroni cluster, driven from Patroni's REST API:\n"
+	 "  save pg_hba/pg_ident, stop patroni everywhere, remove the scope from the DCS,\n"
+	 "  initdb + pg_upgrade (--check first) on the leader, restore the files, point\n"
+	 "  each member's patroni config at the new paths, start the leader then the\n"
+	 "  replicas (re-cloned), vacuumdb --analyze-in-stages, pgbackrest stanza-upgrade.\n"
+	 "  plan prints every command and host and changes nothing; run executes and\n"
+	 "  checks each step, stops at the first failure and resumes with --from-step.\n"
+	 "  Members and paths come from [upgrade]: member_command (prefix, e.g.\n"
+	 "  \"ssh postgres@%h\"; empty = local), patroni_config, data_dir, bin_dir,\n"
+	 "  patroni_stop, patroni_start, connect_options, pgbackrest, pg_upgrade_options,\n"
+	 "  state_dir, step_timeout, max_lag; escapes %m member, %h host, %p port,\n"
+	 "  %v major version, %s scope, %d data_dir, %b bin_dir.  --wait bounds each\n"
+	 "  wait for patroni (default 5m).\n"},
+	{"restore", cmd_restore,
+	 "restore plan|run [--set LABEL | --target-time T] [--from-step K] [--wait DUR]\n"
+	 "  Restore the scope's cluster from pgBackRest: stop the standbys, then the\n"
+	 "  leader; remove the scope from the DCS; move the leader's data directory\n"
+	 "  aside (never deleted); pgbackrest restore (--type=immediate for a set or\n"
+	 "  the latest backup, --type=time for T; target action pause); start postgres,\n"
+	 "  pg_wal_replay_resume(), stop it; start the leader's patroni; move the\n"
+	 "  standbys' data aside and re-clone them.  Same plan/run/--from-step and\n"
+	 "  [upgrade] templates as upgrade.\n"},
 	{NULL, NULL, NULL}
 };
 

@@ -210,6 +210,35 @@ test_helper_config_option_names(void **state)
 }
 
 static void
+test_helper_config_upgrade_section(void **state)
+{
+	struct helper_config cfg;
+	const char *section = NULL;
+	char key[64];
+
+	helper_config_init(&cfg);
+	assert_string_equal(cfg.data_dir, "/var/lib/postgresql/%v/%m");
+	assert_string_equal(cfg.bin_dir, "/usr/lib/postgresql/%v/bin");
+	assert_string_equal(cfg.member_command, "");
+	assert_int_equal(cfg.max_lag, 1048576);
+	load_ok(&cfg, "[upgrade]\nmember_command = ssh postgres@%h\n"
+		"data_dir = /srv/pg/%v/%m\nmax_lag = 0\nstep_timeout = 90s\n"
+		"patroni_stop = sudo systemctl stop patroni\n");
+	assert_string_equal(cfg.member_command, "ssh postgres@%h");
+	assert_string_equal(cfg.data_dir, "/srv/pg/%v/%m");
+	assert_string_equal(cfg.patroni_stop, "sudo systemctl stop patroni");
+	assert_int_equal(cfg.max_lag, 0);
+	assert_true(cfg.step_timeout_usec == UINT64_C(90000000));
+	load_refused("[upgrade]\ndata_dir = pg/%v\n", "2: data_dir: must be an absolute path");
+	load_refused("[upgrade]\nmax_lag = lots\n", "2: max_lag: must be a number of bytes >= 0");
+	load_refused("[upgrade]\nscope = x\n", "2: scope: unknown key in [upgrade]");
+	assert_true(helper_config_option("upgrade-bin-dir", &section, key, sizeof(key)));
+	assert_string_equal(section, "upgrade");
+	assert_string_equal(key, "bin_dir");
+	assert_false(helper_config_option("bin-dir", &section, key, sizeof(key)));
+}
+
+static void
 test_helper_config_token_file(void **state)
 {
 	struct helper_config cfg;
@@ -259,6 +288,7 @@ main(void)
 		cmocka_unit_test(test_helper_config_design_example),
 		cmocka_unit_test(test_helper_config_unknown_key),
 		cmocka_unit_test(test_helper_config_unknown_section),
+		cmocka_unit_test(test_helper_config_upgrade_section),
 		cmocka_unit_test(test_helper_config_bad_values),
 		cmocka_unit_test(test_helper_config_malformed_lines),
 		cmocka_unit_test(test_helper_config_missing_file),

@@ -1,0 +1,453 @@
+/*
+ * restore plan|run [--set LABEL | --target-time T]: a Patroni cluster back
+ * to a pgBackRest backup or a point in time; standbys then leader stopped,
+ * old data directories moved aside (never deleted), standbys re-cloned.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "commands.h"
+#include "duration.h"
+#include "errbuf.h"
+#include "log.h"
+#include "op.h"
+
+#define PATH_LEN HELPER_VALUE_MAX
+#define CMD_LEN OP_CMD_MAX
+
+static uint64_t restore_wait_usec = UINT64_C(300) * DURATION_USEC_PER_SEC;
+
+static int
+version_of(const struct op *op)
+{
+	return op_major(op->server_version);
+}
+
+/* member m's data directory and where it is moved aside */
+static bool
+data_paths(struct op *op, int m, char *data, char *aside, size_t len)
+{
+	if (!op_path(op, op->cfg->data_dir, m, version_of(op), data, len))
+		return false;
+	return snprintf(aside, len, "%s.before-restore-%s", data, op_get(op, "stamp")) <
+		(int) len;
+}
+
+/* mv DATA ASIDE unless that was done already (resume) */
+static bool
+move_aside(struct op *op, int m, bool recreate)
+{
+	char data[PATH_LEN], aside[PATH_LEN], cmd[CMD_LEN];
+
+	if (!data_paths(op, m, data, aside, sizeof(data)))
+		return false;
+	snprintf(cmd, sizeof(cmd), "if test -e %s; then test ! -e %s || test -z \"$(ls -A %s)\"; "
+		 "elif test -e %s; then mv %s %s; fi%s", aside, data, data, data, data, aside,
+		 recreate ? " && mkdir -p -m 0700 " : "");
+	if (recreate)
+		strncat(cmd, data, sizeof(cmd) - strlen(cmd) - 1);
+	if (!op_exec(op, m, cmd, "move the data directory aside"))
+		return false;
+	snprintf(cmd, sizeof(cmd), "test ! -e %s || test -z \"$(ls -A %s)\"", data, data);
+	return op_exec(op, m, cmd, "check the data directory is empty or gone");
+}
+
+/* ---- steps 1, 2 */
+static bool
+step_stop_standbys(struct op *op)
+{
+	int m;
+
+	for (m = 0; m < op->member_count; m++) {
+		if (m != op->leader &&
+		    !op_stop_patroni(op, m, version_of(op), restore_wait_usec))
+			return false;
+	}
+	return true;
+}
+
+static bool
+step_stop_leader(struct op *op)
+{
+	return op_stop_patroni(op, op->leader, version_of(op), restore_wait_usec);
+}
+
+/* ---- step 3 */
+static bool
+step_dcs_remove(struct op *op)
+{
+	return op_dcs_remove(op);
+}
+
+/* ---- step 4 */
+static bool
+step_move_leader(struct op *op)
+{
+	return move_aside(op, op->leader, true);
+}
+
+/* ---- step 5 */
+static bool
+step_pgbackrest_restore(struct op *op)
+{
+	char pgbr[CMD_LEN / 2], target[600], data[PATH_LEN], aside[PATH_LEN], cmd[CMD_LEN];
+	const char *set = op_get(op, "set"), *when = op_get(op, "target_time");
+	int L = op->leader;
+
+	op->version = version_of(op);
+	if (!op_expand(op, op->cfg->pgbackrest, L, pgbr, sizeof(pgbr))) {
+		log_error("cannot expand pgbackrest \"%s\"", op->cfg->pgbackrest);
+		return false;
+	}
+	if (!data_paths(op, L, data, aside, sizeof(data)))
+		return false;
+	if (*when) {
+		snprintf(cmd, sizeof(cmd), "--target=%s", when);
+		if (!op_shell_quote(cmd, target, sizeof(target)))
+			return false;
+		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore --type=time %s "
+			 "--target-action=pause", pgbr, op->cfg->pgbackrest_stanza,
+			 *set ? " --set=" : "", set, target);
+	} else {
+		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore --type=immediate "
+			 "--target-action=pause", pgbr, op->cfg->pgbackrest_stanza,
+			 *set ? " --set=" : "", set);
+	}
+	if (!op_exec(op, L, cmd, "pgbackrest restore"))
+		return false;
+	snprintf(cmd, sizeof(cmd), "test -f %s/PG_VERSION && test -f %s/recovery.signal", data,
+		 data);
+	return op_exec(op, L, cmd, "check the restored data directory");
+}
+
+/* libpq to the leader's conn_url host/port with source */
+static PGconn *
+leader_connect(struct op *op)
+{
+	const char *keys[] = {"host", "port", "connect_timeout", "fallback_application_name",
+			      "dbname", NULL};
+	const char *values[6];
+	char port[16];
+	PGconn *conn;
+
+	snprintf(port, sizeof(port), "%d", op->members[op->leader].port);
+	values[0] = op->members[op->leader].host;
+	values[1] = port;
+	values[2] = "5";
+	values[3] = "pgbouncer-helper";
+	values[4] = op->cfg->source;
+	values[5] = NULL;
+	conn = PQconnectdbParams(keys, values, 1);
+	if (conn != NULL && PQstatus(conn) == CONNECTION_OK)
+		return conn;
+	PQfinish(conn);
+	return NULL;
+}
+
+/* "t"/"f" of a one-value query, '?' when it failed */
+static char
+query_flag(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+	char c = '?';
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		c = PQgetvalue(res, 0, 0)[0];
+	PQclear(res);
+	return c;
+}
+
+/* wait for the replay pause at the target, resume, wait for the promotion */
+static bool
+replay_to_target(struct op *op)
+{
+	struct timespec ts = {0, 500000000L};
+	time_t deadline = time(NULL) + (time_t) (restore_wait_usec / 1000000);
+	PGconn *conn = NULL;
+	bool resumed = false;
+	char rec, paused;
+
+	for (;;) {
+		if (conn == NULL)
+			conn = leader_connect(op);
+		if (conn != NULL) {
+			rec = query_flag(conn, "select pg_is_in_recovery()");
+			if (rec == 'f') {
+				log_info("%s is out of recovery (promoted at the target)",
+					 op->members[op->leader].name);
+				PQfinish(conn);
+				return true;
+			}
+			paused = rec == 't' ? query_flag(conn, "select pg_is_wal_replay_paused()") : '?';
+			if (paused == 't' && !resumed) {
+				log_info("recovery paused at the target: select pg_wal_replay_resume()");
+				if (query_flag(conn, "select pg_wal_replay_resume() is null") == '?') {
+					log_error("pg_wal_replay_resume() failed: %s",
+						  strtok(PQerrorMessage(conn), "\n"));
+					PQfinish(conn);
+					return false;
+				}
+				resumed = true;
+			}
+			if (rec == '?') {
+				PQfinish(conn);
+				conn = NULL;
+			}
+		}
+		if (time(NULL) >= deadline) {
+			log_error("%s did not reach the recovery target and leave recovery within "
+				  "%.0f s", op->members[op->leader].name,
+				  (double) restore_wait_usec / 1e6);
+			PQfinish(conn);
+			return false;
+		}
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* ---- step 6 */
+static bool
+step_replay(struct op *op)
+{
+	char bin[PATH_LEN], data[PATH_LEN], aside[PATH_LEN], cmd[CMD_LEN];
+	int L = op->leader;
+
+	if (!op_path(op, op->cfg->bin_dir, L, version_of(op), bin, sizeof(bin)) ||
+	    !data_paths(op, L, data, aside, sizeof(data)))
+		return false;
+	snprintf(cmd, sizeof(cmd), "%s/pg_ctl -D %s -w -t %.0f -l %s.restore-%s.log start", bin,
+		 data, (double) restore_wait_usec / 1e6, data, op_get(op, "stamp"));
+	if (!op_exec(op, L, cmd, "start postgres for recovery"))
+		return false;
+	if (op->dry_run) {
+		op_note(op, "check: on %s:%d (source) wait for pg_is_wal_replay_paused(), "
+			"select pg_wal_replay_resume(), wait until pg_is_in_recovery() is false",
+			op->members[L].host, op->members[L].port);
+	} else if (!replay_to_target(op)) {
+		snprintf(cmd, sizeof(cmd), "%s/pg_ctl -D %s -m fast -w stop", bin, data);
+		op_exec(op, L, cmd, "stop postgres after the failed recovery");
+		return false;
+	}
+	snprintf(cmd, sizeof(cmd), "%s/pg_ctl -D %s -m fast -w -t %.0f stop", bin, data,
+		 (double) restore_wait_usec / 1e6);
+	if (!op_exec(op, L, cmd, "stop postgres"))
+		return false;
+	snprintf(cmd, sizeof(cmd), "%s/pg_ctl status -D %s >/dev/null; test $? -eq 3 && "
+		 "test ! -e %s/recovery.signal", bin, data, data);
+	return op_exec(op, L, cmd, "check postgres is stopped and out of recovery");
+}
+
+/* ---- step 7 */
+static bool
+step_start_leader(struct op *op)
+{
+	if (!op_start_patroni(op, op->leader, version_of(op)))
+		return false;
+	return op_wait_patroni_up(op, op->leader, "primary", version_of(op), restore_wait_usec);
+}
+
+/* ---- step 8 */
+static bool
+step_reclone(struct op *op)
+{
+	int m;
+
+	for (m = 0; m < op->member_count; m++) {
+		if (m == op->leader)
+			continue;
+		if (!move_aside(op, m, false) || !op_start_patroni(op, m, version_of(op)))
+			return false;
+	}
+	for (m = 0; m < op->member_count; m++) {
+		if (m != op->leader &&
+		    !op_wait_patroni_up(op, m, "replica", version_of(op), restore_wait_usec))
+			return false;
+	}
+	return op_wait_streaming(op, restore_wait_usec);
+}
+
+/* ---- step 9 */
+static bool
+step_report(struct op *op)
+{
+	char data[PATH_LEN], aside[PATH_LEN];
+	int m;
+
+	for (m = 0; m < op->member_count; m++) {
+		if (!data_paths(op, m, data, aside, sizeof(data)))
+			return false;
+		op_note(op, "kept: %s's previous data directory %s (remove it once satisfied)",
+			op->members[m].name, aside);
+	}
+	op_note(op, "scope %s restored from stanza %s (%s%s%s), leader %s", op->cfg->scope,
+		op->cfg->pgbackrest_stanza, *op_get(op, "target_time") ? "target time " :
+		"backup set ", *op_get(op, "target_time") ? op_get(op, "target_time") :
+		(*op_get(op, "set") ? op_get(op, "set") : "latest"), "",
+		op->members[op->leader].name);
+	return true;
+}
+
+static const struct op_step restore_steps[] = {
+	{"stop patroni on the standbys", step_stop_standbys,
+	 "check patroni_stop and member_command"},
+	{"stop patroni on the leader", step_stop_leader,
+	 "check patroni_stop and member_command"},
+	{"remove the cluster from the DCS (patronictl remove)", step_dcs_remove,
+	 "check the Consul url, token and namespace"},
+	{"move the leader's data directory aside (never deleted)", step_move_leader,
+	 "check data_dir and the permissions of its parent directory"},
+	{"pgbackrest restore (leader)", step_pgbackrest_restore,
+	 "read pgBackRest's output; empty the new data directory (the old one is "
+	 "already aside) before resuming"},
+	{"start postgres, replay to the target, pg_wal_replay_resume(), stop it",
+	 step_replay, "read the recovery log <data_dir>.restore-<stamp>.log"},
+	{"start patroni on the leader", step_start_leader,
+	 "read the leader's patroni log"},
+	{"move the standbys' data aside and re-clone them", step_reclone,
+	 "read the standbys' patroni logs"},
+	{"report", step_report, NULL},
+};
+
+#define RESTORE_STEPS ((int) (sizeof(restore_steps) / sizeof(restore_steps[0])))
+
+static bool
+target_valid(const char *s)
+{
+	for (; *s; s++) {
+		if (!strchr("0123456789-:+. ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz/_",
+			    *s))
+			return false;
+	}
+	return true;
+}
+
+int
+cmd_restore(struct helper_config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"set", required_argument, NULL, 's'},
+		{"target-time", required_argument, NULL, 't'},
+		{"from-step", required_argument, NULL, 'f'},
+		{"wait", required_argument, NULL, 'w'},
+		{NULL, 0, NULL, 0}
+	};
+	static struct op op;
+	const char *set = "", *when = "";
+	char err[1024], resume[128], stamp[32];
+	const char *action;
+	struct tm tm;
+	time_t now;
+	char *end;
+	int c, from = 1;
+	bool exists;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			set = optarg;
+			break;
+		case 't':
+			when = optarg;
+			break;
+		case 'f':
+			from = (int) strtol(optarg, &end, 10);
+			if (*end != '\0' || from < 1 || from > RESTORE_STEPS) {
+				log_error("--from-step: \"%.32s\" is not a step number (1..%d)", optarg,
+					  RESTORE_STEPS);
+				return HELPER_EXIT_USAGE;
+			}
+			break;
+		case 'w':
+			if (!duration_parse(optarg, &restore_wait_usec, err, sizeof(err)) ||
+			    restore_wait_usec == 0) {
+				log_error("--wait: \"%.32s\": %s", optarg, restore_wait_usec ? err :
+					  "must be > 0");
+				return HELPER_EXIT_USAGE;
+			}
+			break;
+		default:
+			log_error("unknown option %s (try --help)", argv[optind - 1]);
+			return HELPER_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc || (strcmp(argv[optind], "plan") != 0 &&
+			       strcmp(argv[optind], "run") != 0)) {
+		log_error("restore needs plan or run (try --help)");
+		return HELPER_EXIT_USAGE;
+	}
+	action = argv[optind];
+	if (optind + 1 < argc) {
+		log_error("unexpected argument \"%s\" (try --help)", argv[optind + 1]);
+		return HELPER_EXIT_USAGE;
+	}
+	if (*set && (strlen(set) > 64 || strspn(set, "0123456789-_FDI") != strlen(set))) {
+		log_error("--set: \"%.64s\" is not a pgBackRest backup label", set);
+		return HELPER_EXIT_USAGE;
+	}
+	if (*when && (strlen(when) > 64 || !target_valid(when))) {
+		log_error("--target-time: \"%.64s\" is not a timestamp", when);
+		return HELPER_EXIT_USAGE;
+	}
+	op_init(&op, cfg, "restore");
+	op.dry_run = strcmp(action, "plan") == 0;
+	snprintf(resume, sizeof(resume), "pgbouncer-helper [-c FILE] restore run");
+
+	if (!op_state_load(&op, &exists, err, sizeof(err)) && exists) {
+		log_error("%s", err);
+		return HELPER_EXIT_FAIL;
+	}
+	if (from > 1) {
+		if (!exists) {
+			log_error("--from-step %d: no state file %s (start with --from-step 1)",
+				  from, op.state_path);
+			return HELPER_EXIT_USAGE;
+		}
+		if (from > op.next_step) {
+			log_error("--from-step %d: steps before %d have not been done (state file %s)",
+				  from, op.next_step, op.state_path);
+			return HELPER_EXIT_USAGE;
+		}
+		if (*set || *when)
+			log_warning("--set/--target-time ignored when resuming: the state file's "
+				    "target is used");
+		log_info("resuming the restore of scope %s at step %d (state file %s)",
+			 cfg->scope, from, op.state_path);
+	} else {
+		if (exists && !op.dry_run && strcmp(op.status, "done") != 0) {
+			log_error("a restore of scope %s stopped at step %d (state file %s): resume "
+				  "with --from-step %d, or remove the file to start over", cfg->scope,
+				  op.next_step, op.state_path, op.next_step);
+			return HELPER_EXIT_FAIL;
+		}
+		op_init(&op, cfg, "restore");
+		op.dry_run = strcmp(action, "plan") == 0;
+		if (!op_discover(&op, err, sizeof(err))) {
+			log_error("%s", err);
+			return HELPER_EXIT_FAIL;
+		}
+		if (op.paused) {
+			log_error("scope %s is paused (patroni would not stop postgres): resume it "
+				  "first, refusing", cfg->scope);
+			return HELPER_EXIT_FAIL;
+		}
+		now = time(NULL);
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+		op_set(&op, "stamp", stamp);
+		op_set(&op, "set", set);
+		op_set(&op, "target_time", when);
+	}
+	if (op.dry_run)
+		printf("restore plan for scope %s: PostgreSQL %d, leader %s, %s, "
+		       "member_command \"%s\"\n", cfg->scope, version_of(&op),
+		       op.members[op.leader].name, *when ? "to a point in time" :
+		       (*set ? "to a backup set" : "to the latest backup"), cfg->member_command);
+	return op_run_steps(&op, restore_steps, RESTORE_STEPS, from, resume);
+}
