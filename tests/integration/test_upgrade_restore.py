@@ -29,6 +29,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+import fork
 import lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900, method="signal")]
@@ -395,11 +396,19 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     # pgBackRest: the stanza was upgraded and check passes on the leader
     env = pgbr_env(cluster, lab13["conf"], cluster.leader())
     assert pgbackrest(env, "--stanza=main", "check").returncode == 0
-    # a switchover works on the upgraded cluster
-    sw = cluster.switchover()
-    cluster.wait_healthy(90)
-    with leader_conn(cluster) as c:
-        assert c.execute("select count(*) from upg").fetchone()[0] == ROWS + 1
+    # the fork follows the upgraded cluster, and a switchover works on it
+    bouncer = fork.Bouncer(lab.make_workdir("pgbc-bouncer-"), cluster.consul,
+                           {"upg": fork.db_line(SCOPE)}).start()
+    try:
+        bouncer.wait_row("upg", lambda r: r["state"] == "following"
+                         and r["member"] == cluster.leader(), 15)
+        assert bouncer.value("upg", "show server_version_num").startswith("15")
+        sw = cluster.switchover()
+        cluster.wait_healthy(90)
+        bouncer.wait_row("upg", lambda r: r["member"] == sw["new"], 30)
+        assert bouncer.value("upg", "select count(*) from upg") == ROWS + 1
+    finally:
+        bouncer.stop()
     lab.log(f"switchover after upgrade: {sw['old']} -> {sw['new']} in {sw['seconds']:.1f}s")
 
 
