@@ -342,7 +342,6 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 	const char *action;
 	struct tm tm;
 	time_t now;
-	char *end;
 	int c, from = 1;
 	bool exists;
 
@@ -357,36 +356,21 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 			when = optarg;
 			break;
 		case 'f':
-			from = (int) strtol(optarg, &end, 10);
-			if (*end != '\0' || from < 1 || from > RESTORE_STEPS) {
-				log_error("--from-step: \"%.32s\" is not a step number (1..%d)", optarg,
-					  RESTORE_STEPS);
+			if (!op_parse_step(optarg, RESTORE_STEPS, &from))
 				return HELPER_EXIT_USAGE;
-			}
 			break;
 		case 'w':
-			if (!duration_parse(optarg, &restore_wait_usec, err, sizeof(err)) ||
-			    restore_wait_usec == 0) {
-				log_error("--wait: \"%.32s\": %s", optarg, restore_wait_usec ? err :
-					  "must be > 0");
+			if (!op_parse_wait(optarg, &restore_wait_usec))
 				return HELPER_EXIT_USAGE;
-			}
 			break;
 		default:
 			log_error("unknown option %s (try --help)", argv[optind - 1]);
 			return HELPER_EXIT_USAGE;
 		}
 	}
-	if (optind >= argc || (strcmp(argv[optind], "plan") != 0 &&
-			       strcmp(argv[optind], "run") != 0)) {
-		log_error("restore needs plan or run (try --help)");
+	action = op_parse_action(argc, argv, optind, "restore");
+	if (action == NULL)
 		return HELPER_EXIT_USAGE;
-	}
-	action = argv[optind];
-	if (optind + 1 < argc) {
-		log_error("unexpected argument \"%s\" (try --help)", argv[optind + 1]);
-		return HELPER_EXIT_USAGE;
-	}
 	if (*set && (strlen(set) > 64 || strspn(set, "0123456789-_FDI") != strlen(set))) {
 		log_error("--set: \"%.64s\" is not a pgBackRest backup label", set);
 		return HELPER_EXIT_USAGE;

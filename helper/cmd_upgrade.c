@@ -469,36 +469,21 @@ cmd_upgrade(struct helper_config *cfg, int argc, char **argv)
 			}
 			break;
 		case 'f':
-			from = (int) strtol(optarg, &end, 10);
-			if (*end != '\0' || from < 1 || from > UPGRADE_STEPS) {
-				log_error("--from-step: \"%.32s\" is not a step number (1..%d)", optarg,
-					  UPGRADE_STEPS);
+			if (!op_parse_step(optarg, UPGRADE_STEPS, &from))
 				return HELPER_EXIT_USAGE;
-			}
 			break;
 		case 'w':
-			if (!duration_parse(optarg, &upgrade_wait_usec, err, sizeof(err)) ||
-			    upgrade_wait_usec == 0) {
-				log_error("--wait: \"%.32s\": %s", optarg, upgrade_wait_usec ? err :
-					  "must be > 0");
+			if (!op_parse_wait(optarg, &upgrade_wait_usec))
 				return HELPER_EXIT_USAGE;
-			}
 			break;
 		default:
 			log_error("unknown option %s (try --help)", argv[optind - 1]);
 			return HELPER_EXIT_USAGE;
 		}
 	}
-	if (optind >= argc || (strcmp(argv[optind], "plan") != 0 &&
-			       strcmp(argv[optind], "run") != 0)) {
-		log_error("upgrade needs plan or run (try --help)");
+	action = op_parse_action(argc, argv, optind, "upgrade");
+	if (action == NULL)
 		return HELPER_EXIT_USAGE;
-	}
-	action = argv[optind];
-	if (optind + 1 < argc) {
-		log_error("unexpected argument \"%s\" (try --help)", argv[optind + 1]);
-		return HELPER_EXIT_USAGE;
-	}
 	if (to_version == 0) {
 		log_error("--to-version is required");
 		return HELPER_EXIT_USAGE;

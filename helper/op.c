@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "duration.h"
 #include "errbuf.h"
 #include "http.h"
 #include "log.h"
@@ -799,4 +800,52 @@ op_run_steps(struct op *op, const struct op_step *steps, int count, int from,
 			 op->cfg->scope, from, count, (double) (op_now() - all) / 1e6);
 	}
 	return HELPER_EXIT_OK;
+}
+
+/* --from-step K, 1..steps; false (logged) otherwise */
+bool
+op_parse_step(const char *arg, int steps, int *step)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+
+	if (*arg == '\0' || *end != '\0' || v < 1 || v > steps) {
+		log_error("--from-step: \"%.32s\" is not a step number (1..%d)", arg, steps);
+		return false;
+	}
+	*step = (int) v;
+	return true;
+}
+
+/* --wait D, a duration above 0; false (logged) otherwise */
+bool
+op_parse_wait(const char *arg, uint64_t *usec)
+{
+	char err[256];
+
+	if (!duration_parse(arg, usec, err, sizeof(err))) {
+		log_error("--wait: \"%.32s\": %s", arg, err);
+		return false;
+	}
+	if (*usec == 0) {
+		log_error("--wait: \"%.32s\": must be > 0", arg);
+		return false;
+	}
+	return true;
+}
+
+/* the one word after the options: plan or run; NULL (logged) otherwise */
+const char *
+op_parse_action(int argc, char **argv, int optind_, const char *kind)
+{
+	if (optind_ >= argc || (strcmp(argv[optind_], "plan") != 0 &&
+				strcmp(argv[optind_], "run") != 0)) {
+		log_error("%s needs plan or run (try --help)", kind);
+		return NULL;
+	}
+	if (optind_ + 1 < argc) {
+		log_error("unexpected argument \"%s\" (try --help)", argv[optind_ + 1]);
+		return NULL;
+	}
+	return argv[optind_];
 }

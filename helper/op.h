@@ -130,4 +130,9 @@ int op_run_steps(struct op *op, const struct op_step *steps, int count, int from
 /* 150004 -> 15, 130016 -> 13, 90624 -> 9 (9.6 counts as 9) */
 int op_major(int server_version_num);
 
+/* argument parsing shared by upgrade and restore; false/NULL are logged */
+bool op_parse_step(const char *arg, int steps, int *step);
+bool op_parse_wait(const char *arg, uint64_t *usec);
+const char *op_parse_action(int argc, char **argv, int optind_, const char *kind);
+
 #endif
