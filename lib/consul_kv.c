@@ -4,6 +4,7 @@
  */
 #include "consul_kv.h"
 #include "errbuf.h"
+#include "json_strict.h"
 
 #include <json-c/json.h>
 #include <stdlib.h>
@@ -170,42 +171,6 @@ consul_kv_parse_one(struct json_object *item, int pos, struct consul_kv *kv,
 	return consul_kv_parse_value(val, kv, shown, err, errlen);
 }
 
-static struct json_object *
-consul_kv_json_parse(const char *body, size_t len, char *err, size_t errlen)
-{
-	struct json_tokener *tok;
-	struct json_object *obj;
-	enum json_tokener_error jerr;
-	size_t end;
-
-	tok = json_tokener_new();
-	if (tok == NULL) {
-		errbuf_set(err, errlen, "out of memory");
-		return NULL;
-	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = json_tokener_parse_ex(tok, body, (int) len);
-	jerr = json_tokener_get_error(tok);
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	if (obj == NULL) {
-		if (jerr == json_tokener_continue)
-			errbuf_set(err, errlen, "kv answer is not valid json: truncated");
-		else
-			errbuf_set(err, errlen, "kv answer is not valid json: %s",
-				   json_tokener_error_desc(jerr));
-		return NULL;
-	}
-	for (; end < len; end++) {
-		if (body[end] != ' ' && body[end] != '\t' && body[end] != '\n' && body[end] != '\r') {
-			errbuf_set(err, errlen, "kv answer is not valid json: trailing data");
-			json_object_put(obj);
-			return NULL;
-		}
-	}
-	return obj;
-}
-
 bool
 consul_kv_parse(const char *body, size_t len, struct consul_kv **entries, int *count,
 		char *err, size_t errlen)
@@ -217,20 +182,7 @@ consul_kv_parse(const char *body, size_t len, struct consul_kv **entries, int *c
 
 	*entries = NULL;
 	*count = 0;
-	if (body == NULL || len == 0) {
-		errbuf_set(err, errlen, "kv answer is empty");
-		return false;
-	}
-	if (len > CONSUL_KV_BODY_MAX) {
-		errbuf_set(err, errlen, "kv answer of %zu bytes exceeds the limit of %d bytes",
-			   len, CONSUL_KV_BODY_MAX);
-		return false;
-	}
-	if (memchr(body, '\0', len) != NULL) {
-		errbuf_set(err, errlen, "kv answer contains a nul byte");
-		return false;
-	}
-	arr = consul_kv_json_parse(body, len, err, errlen);
+	arr = json_strict_parse("kv answer", body, len, CONSUL_KV_BODY_MAX, err, errlen);
 	if (arr == NULL)
 		return false;
 	if (!json_object_is_type(arr, json_type_array)) {

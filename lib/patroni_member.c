@@ -5,6 +5,7 @@
  */
 #include "patroni_member.h"
 #include "errbuf.h"
+#include "json_strict.h"
 
 #include <arpa/inet.h>
 #include <json-c/json.h>
@@ -316,43 +317,6 @@ patroni_member_field(struct json_object *obj, const char *name, char *buf, size_
 	return false;
 }
 
-static struct json_object *
-patroni_json_parse(const char *json, size_t len, char *err, size_t errlen)
-{
-	struct json_tokener *tok;
-	struct json_object *obj;
-	enum json_tokener_error jerr;
-	size_t end;
-
-	tok = json_tokener_new();
-	if (tok == NULL) {
-		errbuf_set(err, errlen, "out of memory");
-		return NULL;
-	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = json_tokener_parse_ex(tok, json, (int) len);
-	jerr = json_tokener_get_error(tok);
-	if (obj == NULL) {
-		if (jerr == json_tokener_continue)
-			errbuf_set(err, errlen, "member record is not valid json: truncated");
-		else
-			errbuf_set(err, errlen, "member record is not valid json: %s",
-				   json_tokener_error_desc(jerr));
-		json_tokener_free(tok);
-		return NULL;
-	}
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	for (; end < len; end++) {
-		if (json[end] != ' ' && json[end] != '\t' && json[end] != '\n' && json[end] != '\r') {
-			errbuf_set(err, errlen, "member record is not valid json: trailing data");
-			json_object_put(obj);
-			return NULL;
-		}
-	}
-	return obj;
-}
-
 bool
 patroni_member_parse(const char *json, size_t len, struct patroni_member *out,
 		     char *err, size_t errlen)
@@ -362,20 +326,7 @@ patroni_member_parse(const char *json, size_t len, struct patroni_member *out,
 	struct json_object *val;
 	const char *url;
 
-	if (json == NULL || len == 0) {
-		errbuf_set(err, errlen, "member record is empty");
-		return false;
-	}
-	if (len > PATRONI_MEMBER_MAX_LEN) {
-		errbuf_set(err, errlen, "member record of %zu bytes exceeds the limit of %d bytes",
-			   len, PATRONI_MEMBER_MAX_LEN);
-		return false;
-	}
-	if (memchr(json, '\0', len) != NULL) {
-		errbuf_set(err, errlen, "member record contains a nul byte");
-		return false;
-	}
-	obj = patroni_json_parse(json, len, err, errlen);
+	obj = json_strict_parse("member record", json, len, PATRONI_MEMBER_MAX_LEN, err, errlen);
 	if (obj == NULL)
 		return false;
 	memset(&m, 0, sizeof(m));

@@ -13,8 +13,8 @@ libs=$(pkg-config --libs json-c)
 status=0
 for target in fuzz_patroni_member fuzz_consul_kv; do
 	case $target in
-	fuzz_patroni_member) deps="lib/patroni_member.c lib/errbuf.c" ;;
-	fuzz_consul_kv) deps="lib/consul_kv.c lib/errbuf.c" ;;
+	fuzz_patroni_member) deps="lib/patroni_member.c lib/json_strict.c lib/errbuf.c" ;;
+	fuzz_consul_kv) deps="lib/consul_kv.c lib/json_strict.c lib/errbuf.c" ;;
 	esac
 	(cd "$src" && clang $flags -o "$out/$target" "tests/fuzz/$target.c" $deps $libs)
 	mkdir -p "$out/$target.corpus"
