@@ -343,7 +343,7 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 	struct tm tm;
 	time_t now;
 	int c, from = 1;
-	bool exists;
+	enum op_begin begin;
 
 	optind = 1;
 	opterr = 0;
@@ -379,39 +379,19 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 		log_error("--target-time: \"%.64s\" is not a timestamp", when);
 		return HELPER_EXIT_USAGE;
 	}
-	op_init(&op, cfg, "restore");
-	op.dry_run = strcmp(action, "plan") == 0;
 	snprintf(resume, sizeof(resume), "pgbouncer-helper [-c FILE] restore run");
-
-	if (!op_state_load(&op, &exists, err, sizeof(err)) && exists) {
-		log_error("%s", err);
+	begin = op_begin(&op, cfg, "restore", strcmp(action, "plan") == 0, from);
+	if (begin == OP_BEGIN_USAGE)
+		return HELPER_EXIT_USAGE;
+	if (begin == OP_BEGIN_FAIL)
 		return HELPER_EXIT_FAIL;
-	}
-	if (from > 1) {
-		if (!exists) {
-			log_error("--from-step %d: no state file %s (start with --from-step 1)",
-				  from, op.state_path);
-			return HELPER_EXIT_USAGE;
-		}
-		if (from > op.next_step) {
-			log_error("--from-step %d: steps before %d have not been done (state file %s)",
-				  from, op.next_step, op.state_path);
-			return HELPER_EXIT_USAGE;
-		}
+	if (begin == OP_BEGIN_RESUME) {
 		if (*set || *when)
 			log_warning("--set/--target-time ignored when resuming: the state file's "
 				    "target is used");
 		log_info("resuming the restore of scope %s at step %d (state file %s)",
 			 cfg->scope, from, op.state_path);
 	} else {
-		if (exists && !op.dry_run && strcmp(op.status, "done") != 0) {
-			log_error("a restore of scope %s stopped at step %d (state file %s): resume "
-				  "with --from-step %d, or remove the file to start over", cfg->scope,
-				  op.next_step, op.state_path, op.next_step);
-			return HELPER_EXIT_FAIL;
-		}
-		op_init(&op, cfg, "restore");
-		op.dry_run = strcmp(action, "plan") == 0;
 		if (!op_discover(&op, err, sizeof(err))) {
 			log_error("%s", err);
 			return HELPER_EXIT_FAIL;

@@ -450,11 +450,11 @@ cmd_upgrade(struct helper_config *cfg, int argc, char **argv)
 		{NULL, 0, NULL, 0}
 	};
 	static struct op op;
-	char err[1024], resume[128];
+	char resume[128];
 	const char *action;
 	char *end;
 	int c, to_version = 0, from = 1;
-	bool exists;
+	enum op_begin begin;
 
 	optind = 1;
 	opterr = 0;
@@ -492,43 +492,23 @@ cmd_upgrade(struct helper_config *cfg, int argc, char **argv)
 		log_error("scope is not set ([helper] scope or --scope)");
 		return HELPER_EXIT_USAGE;
 	}
-	op_init(&op, cfg, "upgrade");
-	op.dry_run = strcmp(action, "plan") == 0;
 	snprintf(resume, sizeof(resume), "pgbouncer-helper [-c FILE] upgrade run "
 		 "--to-version %d", to_version);
-
-	if (!op_state_load(&op, &exists, err, sizeof(err)) && exists) {
-		log_error("%s", err);
+	begin = op_begin(&op, cfg, "upgrade", strcmp(action, "plan") == 0, from);
+	if (begin == OP_BEGIN_USAGE)
+		return HELPER_EXIT_USAGE;
+	if (begin == OP_BEGIN_FAIL)
 		return HELPER_EXIT_FAIL;
-	}
-	if (from > 1) {
-		if (!exists) {
-			log_error("--from-step %d: no state file %s (start with --from-step 1)",
-				  from, op.state_path);
-			return HELPER_EXIT_USAGE;
-		}
+	if (begin == OP_BEGIN_RESUME) {
 		if (atoi(op_get(&op, "new_version")) != to_version) {
 			log_error("state file %s is for an upgrade to %s, not %d", op.state_path,
 				  op_get(&op, "new_version"), to_version);
-			return HELPER_EXIT_USAGE;
-		}
-		if (from > op.next_step) {
-			log_error("--from-step %d: steps before %d have not been done (state file %s)",
-				  from, op.next_step, op.state_path);
 			return HELPER_EXIT_USAGE;
 		}
 		log_info("resuming the upgrade of scope %s to %d at step %d (state file %s, "
 			 "leader %s)", cfg->scope, to_version, from, op.state_path,
 			 op.members[op.leader].name);
 	} else {
-		if (exists && !op.dry_run && strcmp(op.status, "done") != 0) {
-			log_error("an upgrade of scope %s stopped at step %d (state file %s): resume "
-				  "with --from-step %d, or remove the file to start over", cfg->scope,
-				  op.next_step, op.state_path, op.next_step);
-			return HELPER_EXIT_FAIL;
-		}
-		op_init(&op, cfg, "upgrade");
-		op.dry_run = strcmp(action, "plan") == 0;
 		if (!prepare(&op, to_version))
 			return HELPER_EXIT_FAIL;
 	}

@@ -849,3 +849,45 @@ op_parse_action(int argc, char **argv, int optind_, const char *kind)
 	}
 	return argv[optind_];
 }
+
+/*
+ * Start or resume a run.  With from > 1 the state file must exist and
+ * have reached that step: op holds it (OP_BEGIN_RESUME).  Otherwise a run
+ * that stopped refuses a fresh start unless this is a plan, and op is
+ * reset for one (OP_BEGIN_FRESH).  Errors are logged.
+ */
+enum op_begin
+op_begin(struct op *op, struct helper_config *cfg, const char *kind, bool dry_run, int from)
+{
+	char err[1024];
+	bool exists;
+
+	op_init(op, cfg, kind);
+	op->dry_run = dry_run;
+	if (!op_state_load(op, &exists, err, sizeof(err)) && exists) {
+		log_error("%s", err);
+		return OP_BEGIN_FAIL;
+	}
+	if (from > 1) {
+		if (!exists) {
+			log_error("--from-step %d: no state file %s (start with --from-step 1)",
+				  from, op->state_path);
+			return OP_BEGIN_USAGE;
+		}
+		if (from > op->next_step) {
+			log_error("--from-step %d: steps before %d have not been done (state file %s)",
+				  from, op->next_step, op->state_path);
+			return OP_BEGIN_USAGE;
+		}
+		return OP_BEGIN_RESUME;
+	}
+	if (exists && !dry_run && strcmp(op->status, "done") != 0) {
+		log_error("the %s of scope %s stopped at step %d (state file %s): resume "
+			  "with --from-step %d, or remove the file to start over", kind,
+			  cfg->scope, op->next_step, op->state_path, op->next_step);
+		return OP_BEGIN_FAIL;
+	}
+	op_init(op, cfg, kind);
+	op->dry_run = dry_run;
+	return OP_BEGIN_FRESH;
+}

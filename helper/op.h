@@ -130,6 +130,16 @@ int op_run_steps(struct op *op, const struct op_step *steps, int count, int from
 /* 150004 -> 15, 130016 -> 13, 90624 -> 9 (9.6 counts as 9) */
 int op_major(int server_version_num);
 
+enum op_begin {
+	OP_BEGIN_FRESH,		/* op reset: discover the cluster */
+	OP_BEGIN_RESUME,	/* op loaded from the state file */
+	OP_BEGIN_USAGE,		/* bad --from-step (logged) */
+	OP_BEGIN_FAIL,		/* unreadable state, or a stopped run (logged) */
+};
+
+enum op_begin op_begin(struct op *op, struct helper_config *cfg, const char *kind,
+		       bool dry_run, int from);
+
 /* argument parsing shared by upgrade and restore; false/NULL are logged */
 bool op_parse_step(const char *arg, int steps, int *step);
 bool op_parse_wait(const char *arg, uint64_t *usec);
