@@ -85,10 +85,8 @@ cmd_backup(struct helper_config *cfg, int argc, char **argv)
 			return HELPER_EXIT_USAGE;
 		}
 	}
-	if (optind < argc) {
-		log_error("unexpected argument \"%s\" (try --help)", argv[optind]);
+	if (!cmd_no_more_args(argc, argv, optind))
 		return HELPER_EXIT_USAGE;
-	}
 	if (type == NULL) {
 		log_error("--type is required: full, diff or incr");
 		return HELPER_EXIT_USAGE;

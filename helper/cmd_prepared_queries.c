@@ -225,14 +225,8 @@ cmd_prepared_queries(struct helper_config *cfg, int argc, char **argv)
 			return HELPER_EXIT_USAGE;
 		}
 	}
-	if (optind < argc) {
-		log_error("unexpected argument \"%s\" (try --help)", argv[optind]);
+	if (!cmd_no_more_args(argc, argv, optind) || !cmd_scope_set(cfg))
 		return HELPER_EXIT_USAGE;
-	}
-	if (cfg->scope[0] == '\0') {
-		log_error("scope is not set ([helper] scope or --scope)");
-		return HELPER_EXIT_USAGE;
-	}
 	if (!http_consul(cfg, "GET", "/v1/query", NULL, HTTP_TIMEOUT_MS, &resp, err, sizeof(err))) {
 		log_error("listing prepared queries: %s", err);
 		return HELPER_EXIT_FAIL;

@@ -386,14 +386,8 @@ cmd_register(struct helper_config *cfg, int argc, char **argv)
 			return HELPER_EXIT_USAGE;
 		}
 	}
-	if (optind < argc) {
-		log_error("unexpected argument \"%s\" (try --help)", argv[optind]);
+	if (!cmd_no_more_args(argc, argv, optind) || !cmd_scope_set(cfg))
 		return HELPER_EXIT_USAGE;
-	}
-	if (cfg->scope[0] == '\0') {
-		log_error("scope is not set ([helper] scope or --scope)");
-		return HELPER_EXIT_USAGE;
-	}
 	memset(&self, 0, sizeof(self));
 	if (once) {
 		if (!register_round(cfg, &o, &self, err, sizeof(err))) {

@@ -69,10 +69,8 @@ cmd_topology(struct helper_config *cfg, int argc, char **argv)
 			return HELPER_EXIT_USAGE;
 		}
 	}
-	if (optind < argc) {
-		log_error("unexpected argument \"%s\" (try --help)", argv[optind]);
+	if (!cmd_no_more_args(argc, argv, optind))
 		return HELPER_EXIT_USAGE;
-	}
 	cluster = patroni_get(cfg, "/cluster", err, sizeof(err));
 	if (cluster != NULL)
 		patroni = patroni_get(cfg, "/patroni", err, sizeof(err));

@@ -488,10 +488,8 @@ cmd_upgrade(struct helper_config *cfg, int argc, char **argv)
 		log_error("--to-version is required");
 		return HELPER_EXIT_USAGE;
 	}
-	if (cfg->scope[0] == '\0') {
-		log_error("scope is not set ([helper] scope or --scope)");
+	if (!cmd_scope_set(cfg))
 		return HELPER_EXIT_USAGE;
-	}
 	snprintf(resume, sizeof(resume), "pgbouncer-helper [-c FILE] upgrade run "
 		 "--to-version %d", to_version);
 	begin = op_begin(&op, cfg, "upgrade", strcmp(action, "plan") == 0, from);

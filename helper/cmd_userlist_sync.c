@@ -605,10 +605,8 @@ cmd_userlist_sync(struct helper_config *cfg, int argc, char **argv)
 		sync_usage();
 		return HELPER_EXIT_USAGE;
 	}
-	if (cfg->scope[0] == '\0') {
-		log_error("scope is not set ([helper] scope or --scope)");
+	if (!cmd_scope_set(cfg))
 		return HELPER_EXIT_USAGE;
-	}
 	if (cfg->auth_file[0] == '\0') {
 		log_error("auth_file is not set ([helper] auth_file or --auth-file)");
 		return HELPER_EXIT_USAGE;

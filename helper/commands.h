@@ -25,4 +25,10 @@ int cmd_restore(struct helper_config *cfg, int argc, char **argv);
 /* true if argv holds -h or --help (before a "--") */
 bool cmd_wants_help(int argc, char **argv);
 
+/* true if argv[next..] is empty; false (logged) otherwise */
+bool cmd_no_more_args(int argc, char **argv, int next);
+
+/* true if [helper] scope is set; false (logged) otherwise */
+bool cmd_scope_set(const struct helper_config *cfg);
+
 #endif

@@ -117,6 +117,26 @@ cmd_wants_help(int argc, char **argv)
 	return false;
 }
 
+bool
+cmd_no_more_args(int argc, char **argv, int next)
+{
+	if (next < argc) {
+		log_error("unexpected argument \"%s\" (try --help)", argv[next]);
+		return false;
+	}
+	return true;
+}
+
+bool
+cmd_scope_set(const struct helper_config *cfg)
+{
+	if (cfg->scope[0] == '\0') {
+		log_error("scope is not set ([helper] scope or --scope)");
+		return false;
+	}
+	return true;
+}
+
 /*
  * Take the helper.ini overrides (--key=value or --key value) out of argv;
  * what remains is the subcommand's own.  Returns the new argc or -1.
