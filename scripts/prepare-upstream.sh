@@ -1,7 +1,8 @@
 #!/bin/sh
 # Unpack the pinned upstream source into a build directory: check both
 # SHA-256 sums, unpack the orig tarball, apply the Debian tarball's CVE
-# backports (not its Debian-only patches), then our patches/ series.
+# backports (not its Debian-only patches), then our security fixes
+# (patches/security/) and our patches/ series.
 # Usage: prepare-upstream.sh SOURCE_DIR DEST_DIR [--no-series]
 # (PGBC_PATCHES_DIR names another patches/ directory, for tests)
 set -eu
@@ -49,6 +50,15 @@ done
 echo "prepare-upstream: applied $n CVE backports from $DEBIAN_TARBALL"
 
 if [ "$series" = yes ]; then
+	# our own security fixes first (they go away at a rebase onto the
+	# release that carries them), then the plugin interface series
+	s=0
+	for p in "$patches"/security/[0-9][0-9][0-9][0-9]-*.patch; do
+		[ -f "$p" ] || break
+		apply "$p"
+		s=$((s + 1))
+	done
+	echo "prepare-upstream: applied $s security fixes from patches/security/"
 	m=0
 	for p in "$patches"/[0-9][0-9][0-9][0-9]-*.patch; do
 		[ -f "$p" ] || die "no patches in $patches"
