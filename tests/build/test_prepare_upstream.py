@@ -145,3 +145,18 @@ def test_prepare_refuses_patch_that_needs_fuzz(sources, patches, tmp_path, layer
                            f"with zero fuzz: {FUZZY_FILE} hunk #2 FAILED at "), r.stderr
     assert "hunk #1" not in last
     assert not (tmp_path / "tree").exists()
+
+
+def test_prepare_accepts_a_patch_at_an_offset_and_notes_it(sources, patches, tmp_path):
+    # every context line matches verbatim, five lines below where the
+    # header says: what an earlier patch touching the same file causes
+    text = unified_patch(FUZZY_FILE, upstream_file(FUZZY_FILE), [
+        ("static struct timeval err_timeout = {5, 0};", "static struct timeval err_timeout = {6, 0};")])
+    assert "@@ -53,7 +53,7 @@" in text
+    (patches / "0009-Moved-context.patch").write_text(text.replace("@@ -53,7 +53,7 @@", "@@ -48,7 +48,7 @@"))
+    r = prepare(sources, tmp_path / "tree", {"PGBC_PATCHES_DIR": str(patches)})
+    assert r.returncode == 0, r.stderr
+    assert (f"prepare-upstream: note: 0009-Moved-context.patch applied at an offset: "
+            f"{FUZZY_FILE} hunk #1 at 53 (offset 5 lines)") in r.stdout
+    assert "err_timeout = {6, 0};" in (tmp_path / "tree" / FUZZY_FILE).read_text()
+
