@@ -3,20 +3,28 @@
 # SHA-256 sums, unpack the orig tarball, apply the Debian tarball's CVE
 # backports (not its Debian-only patches), then our security fixes
 # (patches/security/) and our patches/ series, every patch with zero fuzz.
-# Usage: prepare-upstream.sh SOURCE_DIR DEST_DIR [--no-series]
+# Usage: prepare-upstream.sh SOURCE_DIR DEST_DIR [--no-series|--security-only]
+# --no-series stops after the Debian backports (the unpatched build the
+# tests compare with), --security-only after patches/security/ (what
+# update-pin.sh tries on a new Debian revision).
 # (PGBC_PATCHES_DIR names another patches/ directory, for tests)
 set -eu
+
+usage="usage: prepare-upstream.sh SOURCE_DIR DEST_DIR [--no-series|--security-only]"
+die() { echo "prepare-upstream: $*" >&2; exit 1; }
 
 here=$(cd "$(dirname "$0")" && pwd)
 patches=${PGBC_PATCHES_DIR:-$here/../patches}
 . "$patches/upstream.pin"
 
-src=${1:?usage: prepare-upstream.sh SOURCE_DIR DEST_DIR [--no-series]}
-dest=${2:?usage: prepare-upstream.sh SOURCE_DIR DEST_DIR [--no-series]}
-series=yes
-[ "${3:-}" = "--no-series" ] && series=no
-
-die() { echo "prepare-upstream: $*" >&2; exit 1; }
+src=${1:?$usage}
+dest=${2:?$usage}
+case ${3:-} in
+"") upto=series ;;
+--no-series) upto=debian ;;
+--security-only) upto=security ;;
+*) die "unknown option $3 ($usage)" ;;
+esac
 
 check() {
 	[ -f "$src/$1" ] || die "missing $src/$1 (run scripts/fetch-upstream.sh or pass --with-pgbouncer-source=DIR)"
@@ -85,9 +93,9 @@ done
 [ "$n" -gt 0 ] || die "no CVE-*.patch listed in $DEBIAN_TARBALL's debian/patches/series"
 echo "prepare-upstream: applied $n CVE backports from $DEBIAN_TARBALL with zero fuzz"
 
-if [ "$series" = yes ]; then
-	# our own security fixes first (they go away at a rebase onto the
-	# release that carries them), then the plugin interface series
+# our own security fixes first (they go away at a rebase onto the release
+# that carries them), then the plugin interface series
+if [ $upto != debian ]; then
 	s=0
 	for p in "$patches"/security/[0-9][0-9][0-9][0-9]-*.patch; do
 		[ -f "$p" ] || break
@@ -95,6 +103,8 @@ if [ "$series" = yes ]; then
 		s=$((s + 1))
 	done
 	echo "prepare-upstream: applied $s security fixes from patches/security/ with zero fuzz"
+fi
+if [ $upto = series ]; then
 	m=0
 	for p in "$patches"/[0-9][0-9][0-9][0-9]-*.patch; do
 		[ -f "$p" ] || die "no patches in $patches"

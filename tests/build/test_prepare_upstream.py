@@ -160,3 +160,13 @@ def test_prepare_accepts_a_patch_at_an_offset_and_notes_it(sources, patches, tmp
             f"{FUZZY_FILE} hunk #1 at 53 (offset 5 lines)") in r.stdout
     assert "err_timeout = {6, 0};" in (tmp_path / "tree" / FUZZY_FILE).read_text()
 
+
+def test_prepare_security_only_stops_before_the_series(sources, patches, tmp_path):
+    (patches / "security").mkdir(exist_ok=True)
+    (patches / "security/0001-CVE-2026-0002-Retry-accept-sooner.patch").write_text(unified_patch(
+        FUZZY_FILE, upstream_file(FUZZY_FILE), [
+            ("static struct timeval err_timeout = {5, 0};", "static struct timeval err_timeout = {2, 0};")]))
+    r = prepare(sources, tmp_path / "tree", {"PGBC_PATCHES_DIR": str(patches)}, "--security-only")
+    assert r.returncode == 0, r.stderr
+    assert "err_timeout = {2, 0};" in (tmp_path / "tree" / FUZZY_FILE).read_text()
+    assert not (tmp_path / "tree/src/plugin.c").exists()
