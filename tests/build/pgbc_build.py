@@ -1,9 +1,11 @@
 """Helpers for the upstream source tests: the pin, the cache the build
-filled, patches made against the pinned upstream files and fake Debian
-tarballs carrying them."""
+filled, patches made against the pinned upstream files, fake Debian source
+revisions and a local apt repository offering them."""
 
 import difflib
+import gzip
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -47,6 +49,11 @@ def cached(name):
 
 def sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def need_tool(name):
+    if shutil.which(name) is None:
+        pytest.fail(f"{name} not found: run scripts/install-deps.sh")
 
 
 def run(argv, env=None, **kw):
@@ -116,3 +123,54 @@ def debian_tarball(dest, version, cve_patches=(), drop=()):
         t.add(work / "debian", arcname="debian")
     shutil.rmtree(work)
     return Path(dest)
+
+
+def repacked_orig(dest):
+    """The pinned orig tarball's content compressed anew: same files, other
+    bytes, as a repacked orig would be."""
+    data = gzip.decompress(cached(PIN["ORIG_TARBALL"]).read_bytes())
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=1, compresslevel=1) as g:
+        g.write(data)
+    Path(dest).write_bytes(buf.getvalue())
+    return Path(dest)
+
+
+def _dsc(version, files):
+    lines = ["Format: 3.0 (quilt)", "Source: pgbouncer", "Binary: pgbouncer",
+             "Architecture: any", f"Version: {version}",
+             "Maintainer: pgbouncer-consul tests <tests@pgbouncer-consul.invalid>"]
+    for field, algo in (("Checksums-Sha1", "sha1"), ("Checksums-Sha256", "sha256"),
+                        ("Files", "md5")):
+        lines.append(f"{field}:")
+        for f in files:
+            data = Path(f).read_bytes()
+            lines.append(f" {hashlib.new(algo, data).hexdigest()} {len(data)} {Path(f).name}")
+    return "\n".join(lines) + "\n"
+
+
+def local_mirror(root, suite, revisions):
+    """A file:// apt repository at ROOT whose SUITE main offers the source
+    package pgbouncer in each (version, [orig, debian tarball]) of
+    REVISIONS; returns its URL."""
+    need_tool("apt-ftparchive")
+    root = Path(root)
+    pool = root / "pool/main/p/pgbouncer"
+    pool.mkdir(parents=True)
+    for version, files in revisions:
+        for f in files:
+            shutil.copy(f, pool / Path(f).name)
+        (pool / f"pgbouncer_{version}.dsc").write_text(_dsc(version, [pool / Path(f).name for f in files]))
+    src = root / f"dists/{suite}/main/source"
+    src.mkdir(parents=True)
+    r = run(["apt-ftparchive", "sources", "pool"], cwd=root)
+    assert r.returncode == 0, r.stderr
+    (src / "Sources").write_text(r.stdout)
+    (src / "Sources.gz").write_bytes(gzip.compress(r.stdout.encode(), mtime=0))
+    r = run(["apt-ftparchive", "-o", f"APT::FTPArchive::Release::Suite={suite}",
+             "-o", f"APT::FTPArchive::Release::Codename={suite}",
+             "-o", "APT::FTPArchive::Release::Components=main",
+             "release", f"dists/{suite}"], cwd=root)
+    assert r.returncode == 0, r.stderr
+    (root / f"dists/{suite}/Release").write_text(r.stdout)
+    return f"file://{root}"
