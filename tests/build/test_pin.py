@@ -1,4 +1,4 @@
-"""scripts/fetch-upstream.sh when Debian's suite
+"""scripts/fetch-upstream.sh and scripts/update-pin.sh when Debian's suite
 moves on: a local file:// apt repository offers a fake next security
 revision (1.24.1-1+deb13u3: the real orig tarball, the real debian tarball
 plus one more CVE patch) instead of the pinned one, as Debian's mirrors do
@@ -7,14 +7,15 @@ once they drop the pinned revision."""
 import shutil
 
 import pytest
-from pgbc_build import (PIN, cached, debian_tarball, local_mirror,
-                        repacked_orig, script, sha256, unified_patch,
-                        upstream_file)
+from pgbc_build import (PIN, ROOT, apply_text, cached, debian_tarball,
+                        local_mirror, read_pin, repacked_orig, run, script,
+                        sha256, unified_patch, upstream_file)
 
 NEXT = "1.24.1-1+deb13u3"
 NEXT_TARBALL = f"pgbouncer_{NEXT}.debian.tar.xz"
 NEXT_CVE = "CVE-2026-6669-Shorten-the-accept-retry-sleep.patch"
 POOLER = "src/pooler.c"  # no patch of the real stack touches it
+UTIL = "src/util.c"  # nor this one
 
 
 def debian_fix():
@@ -23,6 +24,23 @@ def debian_fix():
         ("/* on accept() failure sleep 5 seconds */", "/* on accept() failure sleep 1 second */"),
         ("static struct timeval err_timeout = {5, 0};", "static struct timeval err_timeout = {1, 0};"),
     ])
+
+
+def our_security_patches():
+    """Ours, made on the pinned revision: 0001 fixes the CVE Debian fixes in
+    NEXT, differently; 0002 (another CVE) has a context line Debian's fix
+    rewrites; 0003 touches another file."""
+    base = upstream_file(POOLER)
+    p1 = unified_patch(POOLER, base, [
+        ("static struct timeval err_timeout = {5, 0};", "static struct timeval err_timeout = {2, 0};")])
+    p2 = unified_patch(POOLER, apply_text(base, POOLER, p1), [
+        ("static bool listen_addr_empty = true;", "static bool listen_addr_empty = true;\t/* until parsed */")])
+    p3 = unified_patch(UTIL, upstream_file(UTIL), [("\tif (!dstlen)", "\tif (dstlen == 0)")])
+    return {
+        "0001-CVE-2026-6669-Retry-accept-sooner.patch": p1,
+        "0002-CVE-2026-19888-Say-when-listen_addr-is-known.patch": p2,
+        "0003-CVE-2026-7777-Compare-the-hex-buffer-length.patch": p3,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +155,122 @@ def test_fetch_names_a_suite_the_mirror_lacks(tmp_path, mirrors):
     r = fetch(cache, mirrors["next"], PGBC_DEBIAN_SUITE="no-such-suite")
     assert error(r) == (f"fetch-upstream: apt-get update for Debian no-such-suite sources at {mirrors['next']} "
                         f"failed, see {cache}/apt-no-such-suite/update.log")
+
+
+# --- update-pin.sh ----------------------------------------------------------
+
+def update_pin(tmp_path, mirror, security):
+    """update-pin.sh on copies of patches/ (with SECURITY patches) and of the
+    cache; returns (result, patches copy)."""
+    patches = tmp_path / "patches"
+    shutil.copytree(ROOT / "patches", patches)
+    shutil.rmtree(patches / "security", ignore_errors=True)
+    (patches / "security").mkdir()
+    for name, text in security.items():
+        (patches / "security" / name).write_text(text)
+    cache = cache_with(tmp_path, PIN["ORIG_TARBALL"], PIN["DEBIAN_TARBALL"])
+    r = script("update-pin.sh", cache, env={
+        "PGBC_PATCHES_DIR": str(patches), "PGBC_PIN_FILE": str(patches / "upstream.pin"),
+        "PGBC_DEBIAN_MIRROR": mirror})
+    return r, patches, cache
+
+
+@pytest.fixture(scope="module")
+def updated(tmp_path_factory, mirrors):
+    return update_pin(tmp_path_factory.mktemp("update"), mirrors["next"], our_security_patches())
+
+
+def test_our_security_patches_apply_on_the_pinned_revision(tmp_path):
+    # so that what update-pin reports below comes from NEXT alone
+    patches = tmp_path / "patches"
+    shutil.copytree(ROOT / "patches", patches)
+    (patches / "security").mkdir(exist_ok=True)
+    for name, text in our_security_patches().items():
+        (patches / "security" / name).write_text(text)
+    cache = cache_with(tmp_path, PIN["ORIG_TARBALL"], PIN["DEBIAN_TARBALL"])
+    r = script("prepare-upstream.sh", cache, tmp_path / "tree", env={"PGBC_PATCHES_DIR": str(patches)})
+    assert r.returncode == 0, r.stderr
+    assert "applied 3 security fixes" in r.stdout
+
+
+def test_update_pin_moves_the_pin_copy_to_the_offered_revision(updated, files):
+    r, patches, _ = updated
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert read_pin(patches / "upstream.pin") == dict(
+        PIN, DEBIAN_VERSION=NEXT, DEBIAN_TARBALL=NEXT_TARBALL, DEBIAN_SHA256=sha256(files["next"]))
+    assert read_pin(ROOT / "patches/upstream.pin") == PIN
+    assert (f"update-pin: moved {patches}/upstream.pin from {PIN['DEBIAN_VERSION']} to {NEXT} "
+            f"({NEXT_TARBALL}, SHA-256 {sha256(files['next'])}); {PIN['ORIG_TARBALL']} is unchanged") in r.stdout
+
+
+def test_update_pin_lists_the_cve_patches_new_in_the_offered_revision(updated):
+    r = updated[0]
+    assert f"update-pin: pgbouncer {NEXT} carries 6 CVE patches:" in r.stdout
+    assert f"update-pin: new since {PIN['DEBIAN_VERSION']}: CVE-2026-6669\n" in r.stdout
+
+
+def test_update_pin_reports_ours_for_a_cve_debian_now_carries_as_redundant(updated):
+    assert (f"update-pin: redundant: security/0001-CVE-2026-6669-Retry-accept-sooner.patch: Debian {NEXT} "
+            f"carries CVE-2026-6669 ({NEXT_CVE}); drop ours\n") in updated[0].stdout
+
+
+def test_update_pin_reports_ours_that_no_longer_applies_as_conflict(updated):
+    name = "security/0002-CVE-2026-19888-Say-when-listen_addr-is-known.patch"
+    assert (f"update-pin: conflict: {name} no longer applies on top of Debian {NEXT}'s CVE patches: "
+            f"patch {name} does not apply to pgbouncer 1.24.1 with zero fuzz: {POOLER} hunk #1 FAILED at 49\n"
+            ) in updated[0].stdout
+
+
+def test_the_conflict_is_one_that_patch_default_fuzz_would_hide(tmp_path):
+    # without --fuzz=0, 0002 would land on Debian's rewritten context
+    tree = tmp_path / "tree"
+    (tree / POOLER).parent.mkdir(parents=True)
+    (tree / POOLER).write_text(apply_text(upstream_file(POOLER), POOLER, debian_fix()))
+    ours = our_security_patches()["0002-CVE-2026-19888-Say-when-listen_addr-is-known.patch"]
+    r = run(["patch", "-d", tree, "-p1", "--batch", "--dry-run"], input=ours)
+    assert r.returncode == 0 and "with fuzz 2" in r.stdout, r.stdout
+
+
+def test_update_pin_keeps_ours_that_still_applies(updated):
+    r = updated[0]
+    assert (f"update-pin: ok: security/0003-CVE-2026-7777-Compare-the-hex-buffer-length.patch applies on top "
+            f"of Debian {NEXT}'s CVE patches\n") in r.stdout
+    assert f"update-pin: ok: the patches/ series applies on top of {NEXT} with 1 of our security fixes\n" in r.stdout
+    assert r.stdout.strip().splitlines()[-1].startswith("update-pin: to do: drop the redundant patches")
+
+
+def test_update_pin_refuses_a_changed_orig_and_leaves_the_pin(tmp_path, mirrors, files):
+    r, patches, _ = update_pin(tmp_path, mirrors["repacked"], {})
+    assert error(r) == (
+        f"update-pin: the orig tarball changed: {PIN['ORIG_TARBALL']} in pgbouncer {NEXT} has SHA-256 "
+        f"{sha256(files['repacked'])}, the pin says {PIN['ORIG_SHA256']}; pin left as it was: check the new "
+        "orig against the upstream release before pinning it by hand")
+    assert read_pin(patches / "upstream.pin") == PIN
+
+
+def test_update_pin_refuses_another_upstream_version(tmp_path, mirrors):
+    r, patches, _ = update_pin(tmp_path, mirrors["other"], {})
+    assert error(r) == (
+        "update-pin: Debian trixie offers pgbouncer 1.25.1-1, another upstream version than 1.24.1: a new pin "
+        'there is a rebase (README.md, "Rebasing the series onto a new upstream")')
+    assert read_pin(patches / "upstream.pin") == PIN
+
+
+def test_update_pin_with_the_pinned_revision_offered_keeps_the_pin(tmp_path, mirrors):
+    r, patches, _ = update_pin(tmp_path, mirrors["pinned"], {})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"already pins {PIN['DEBIAN_VERSION']}, the revision Debian trixie offers" in r.stdout
+    assert r.stdout.endswith("update-pin: nothing to do\n")
+    assert read_pin(patches / "upstream.pin") == PIN
+
+
+def test_fetch_and_prepare_build_the_revision_update_pin_moved_to(tmp_path, mirrors):
+    r, patches, cache = update_pin(tmp_path, mirrors["next"], {})
+    assert r.returncode == 0, r.stdout + r.stderr
+    env = {"PGBC_PATCHES_DIR": str(patches)}
+    r = fetch(cache, mirrors["next"], **env)
+    assert r.returncode == 0 and "using cached" in r.stdout, r.stderr
+    r = script("prepare-upstream.sh", cache, tmp_path / "tree", env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"applied 6 CVE backports from {NEXT_TARBALL} with zero fuzz" in r.stdout
+    assert "err_timeout = {1, 0};" in (tmp_path / "tree" / POOLER).read_text()
