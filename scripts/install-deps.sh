@@ -15,6 +15,7 @@ packages=(
 	postgresql-15 postgresql-client-15 patroni python3-consul pgbackrest
 	python3-pytest python3-pytest-asyncio python3-pytest-timeout python3-pytest-xdist
 	python3-psycopg python3-filelock python3-yaml
+	apt-utils	# apt-ftparchive: the local Debian repository of tests/build
 )
 missing=()
 for p in "${packages[@]}"; do
