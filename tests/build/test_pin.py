@@ -184,7 +184,8 @@ def test_our_security_patches_apply_on_the_pinned_revision(tmp_path):
     # so that what update-pin reports below comes from NEXT alone
     patches = tmp_path / "patches"
     shutil.copytree(ROOT / "patches", patches)
-    (patches / "security").mkdir(exist_ok=True)
+    shutil.rmtree(patches / "security", ignore_errors=True)
+    (patches / "security").mkdir()
     for name, text in our_security_patches().items():
         (patches / "security" / name).write_text(text)
     cache = cache_with(tmp_path, PIN["ORIG_TARBALL"], PIN["DEBIAN_TARBALL"])
