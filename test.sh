@@ -1,9 +1,9 @@
 #!/bin/bash
 # Runs every test of pgbouncer-consul on this machine: installs the Debian
 # packages it lacks (as root), fetches and verifies the pinned upstream,
-# builds, then runs unit tests, fuzzers, the fork's tests, PgBouncer's own
-# suite (unpatched, fork, fork + plugin) and the integration tests against
-# a real Consul and Patroni lab.  Every server it starts is stopped by PID.
+# builds, then runs unit tests, fuzzers, the fork's tests, the attack tests
+# of our security fixes, PgBouncer's own suite (unpatched, fork, fork +
+# plugin) and the integration tests against a real Consul and Patroni lab.  Every server it starts is stopped by PID.
 # Usage: ./test.sh [--quick]   (--quick skips PgBouncer's own suite)
 set -euo pipefail
 
@@ -44,6 +44,10 @@ if [ ! -f Makefile ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Make
 	./configure >"$results/configure.log" 2>&1 || { tail -n 30 "$results/configure.log"; exit 1; }
 fi
 make -j2 >"$results/make.log" 2>&1 || { tail -n 40 "$results/make.log"; exit 1; }
+# the unpatched build of the same sources, and both with AddressSanitizer,
+# for the attack tests and PgBouncer's own suite
+make -j2 upstream-plain upstream-asan >"$results/make-variants.log" 2>&1 ||
+	{ tail -n 40 "$results/make-variants.log"; exit 1; }
 echo "build: $((SECONDS - t0)) s; $(upstream/pgbouncer/pgbouncer --version | head -n 1)"
 
 # --- tests ------------------------------------------------------------------
@@ -70,6 +74,7 @@ stage "unit tests (make check)" make -j2 check
 stage "upstream source checks (sums, patches)" pytest build "$top/tests/build"
 stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
+stage "attacks: unpatched build vs the fork (tests/security)" pytest security "$top/tests/security"
 stage "lab: real Consul 1.8.7 and Patroni 3.0.2 cluster" pytest lab "$top/tests/integration/test_lab.py"
 stage "pgbouncer-helper against the lab" pytest helper "$top/tests/integration/test_helper.py"
 stage "pgbouncer-helper upgrade 13 -> 15 and restore" pytest upgrade-restore "$top/tests/integration/test_upgrade_restore.py"
@@ -78,7 +83,6 @@ stage "consul_redirect.so following the lab" pytest consul-redirect "$top/tests/
 if [ "$quick" = no ]; then
 	upstream_suite() {
 		local u=$results/upstream plugin=tests/plugin/.libs/test_plugin.so label lost args=()
-		make upstream-plain >"$results/make-plain.log" 2>&1 || { tail -n 30 "$results/make-plain.log"; return 1; }
 		mkdir -p "$u"
 		tests/upstream/run.sh upstream/plain unpatched "$u" &&
 		tests/upstream/run.sh upstream/pgbouncer fork "$u" &&
