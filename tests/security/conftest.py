@@ -139,7 +139,7 @@ class Pooler:
         cpu0, t0 = self.cpu_seconds(), time.monotonic()
         failed = self.login(timeout=int(seconds)) is not None
         busy = (self.cpu_seconds() - cpu0) / (time.monotonic() - t0)
-        return failed and busy > 0.5
+        return failed and busy > 0.25
 
 
 @pytest.fixture(scope="session")

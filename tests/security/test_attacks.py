@@ -262,6 +262,7 @@ def test_protocol_extension_leak(pooler):
         pq_startups(p.port, 300)
         growth[build] = p.rss_kb() - before
         still_serving(p)
+    print(f"RSS growth over 300 startups with a 60 KB _pq_ name: {growth} kB")
     # two buffers of 64 KiB each per startup: about 38 MB for 300
     assert growth["unpatched"] > 25_000, growth
     assert growth["fork"] < 5_000, growth
