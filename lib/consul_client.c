@@ -84,18 +84,67 @@ consul_key_valid(const char *key, bool recurse)
 }
 
 bool
+consul_host_port_parse(const char *text, char *host, size_t hostlen, long *port,
+		       const char **why)
+{
+	const char *colon = NULL;
+	const char *hstart;
+	const char *p;
+	size_t hlen;
+	bool bracketed = false;
+
+	*port = -1;
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+
+		if (close == NULL) {
+			*why = "unterminated [";
+			return false;
+		}
+		hstart = text + 1;
+		hlen = (size_t) (close - hstart);
+		if (close[1] != '\0' && close[1] != ':') {
+			*why = "unexpected text after ]";
+			return false;
+		}
+		if (close[1] == ':')
+			colon = close + 1;
+		bracketed = true;
+	} else {
+		hstart = text;
+		colon = strchr(text, ':');
+		hlen = colon ? (size_t) (colon - text) : strlen(text);
+	}
+	*why = "invalid host";
+	if (hlen == 0 || hlen >= hostlen)
+		return false;
+	memcpy(host, hstart, hlen);
+	host[hlen] = '\0';
+	if (!patroni_host_valid(host) || bracketed != (strchr(host, ':') != NULL))
+		return false;
+	if (colon == NULL)
+		return true;
+	*why = "invalid port";
+	p = colon + 1;
+	if (*p == '\0' || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
+		return false;
+	*port = strtol(p, NULL, 10);
+	if (*port < 1 || *port > 65535) {
+		*port = -1;
+		return false;
+	}
+	return true;
+}
+
+bool
 consul_url_check(const char *url, char *err, size_t errlen)
 {
 	char shown[ERRBUF_VALUE_MAX];
 	char host[PATRONI_HOST_MAX];
 	const char *rest;
-	const char *end;
-	const char *colon = NULL;
-	const char *hstart;
+	const char *why;
 	const char *p;
-	size_t hlen;
 	long port;
-	bool bracketed = false;
 
 	if (url == NULL || url[0] == '\0') {
 		errbuf_set(err, errlen, "consul url is empty");
@@ -114,8 +163,7 @@ consul_url_check(const char *url, char *err, size_t errlen)
 		errbuf_set(err, errlen, "consul url \"%s\" must start with http:// or https://", shown);
 		return false;
 	}
-	end = rest + strlen(rest);
-	for (p = rest; p < end; p++) {
+	for (p = rest; *p != '\0'; p++) {
 		if (!consul_segment_char(*p) && *p != ':' && *p != '[' && *p != ']') {
 			if (*p == '/')
 				errbuf_set(err, errlen,
@@ -130,49 +178,9 @@ consul_url_check(const char *url, char *err, size_t errlen)
 			return false;
 		}
 	}
-	if (rest[0] == '[') {
-		const char *close = strchr(rest, ']');
-
-		if (close == NULL) {
-			errbuf_set(err, errlen, "unterminated [ in consul url \"%s\"", shown);
-			return false;
-		}
-		hstart = rest + 1;
-		hlen = (size_t) (close - hstart);
-		if (close[1] != '\0' && close[1] != ':') {
-			errbuf_set(err, errlen, "unexpected text after ] in consul url \"%s\"", shown);
-			return false;
-		}
-		if (close[1] == ':')
-			colon = close + 1;
-		bracketed = true;
-	} else {
-		hstart = rest;
-		colon = strchr(rest, ':');
-		hlen = colon ? (size_t) (colon - rest) : strlen(rest);
-	}
-	if (hlen == 0 || hlen >= sizeof(host)) {
-		errbuf_set(err, errlen, "invalid host in consul url \"%s\"", shown);
+	if (!consul_host_port_parse(rest, host, sizeof(host), &port, &why)) {
+		errbuf_set(err, errlen, "%s in consul url \"%s\"", why, shown);
 		return false;
-	}
-	memcpy(host, hstart, hlen);
-	host[hlen] = '\0';
-	if (!patroni_host_valid(host) || bracketed != (strchr(host, ':') != NULL)) {
-		errbuf_set(err, errlen, "invalid host in consul url \"%s\"", shown);
-		return false;
-	}
-	if (colon != NULL) {
-		p = colon + 1;
-		port = 0;
-		if (*p == '\0' || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p)) {
-			errbuf_set(err, errlen, "invalid port in consul url \"%s\"", shown);
-			return false;
-		}
-		port = strtol(p, NULL, 10);
-		if (port < 1 || port > 65535) {
-			errbuf_set(err, errlen, "invalid port in consul url \"%s\"", shown);
-			return false;
-		}
 	}
 	return true;
 }

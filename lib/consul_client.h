@@ -46,6 +46,15 @@ struct consul_response {
 /* http:// or https://, host[:port] (hostname, IPv4 or [IPv6]), nothing else */
 bool consul_url_check(const char *url, char *err, size_t errlen);
 
+/*
+ * Split the "host[:port]" of a URL (hostname, IPv4 literal or [IPv6]
+ * literal; IPv6 returned without brackets).  *port is -1 when there is
+ * none.  On failure *why names the fault ("invalid host", "invalid
+ * port", "unterminated [", "unexpected text after ]").
+ */
+bool consul_host_port_parse(const char *text, char *host, size_t hostlen, long *port,
+			    const char **why);
+
 /* "default", "consistent" or "stale" (any case) */
 bool consul_consistency_parse(const char *text, enum consul_consistency *out);
 
