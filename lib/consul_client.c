@@ -5,6 +5,7 @@
  */
 #include "consul_client.h"
 #include "consul_kv.h"
+#include "consul_proxy.h"
 #include "duration.h"
 #include "errbuf.h"
 #include "patroni_member.h"
@@ -449,6 +450,7 @@ consul_easy_setup(CURL *easy, const struct consul_settings *s, const char *url,
 		  char *err, size_t errlen)
 {
 	char header[CONSUL_TOKEN_MAX + 32];
+	char proxy_err[128];
 	struct curl_slist *list = NULL;
 	struct curl_slist *grown;
 	CURLcode rc;
@@ -457,6 +459,10 @@ consul_easy_setup(CURL *easy, const struct consul_settings *s, const char *url,
 	memset(resp, 0, sizeof(*resp));
 	if (timeout_ms <= 0) {
 		errbuf_set(err, errlen, "invalid consul request timeout %ld ms", timeout_ms);
+		return false;
+	}
+	if (!consul_proxy_check(s->proxy, proxy_err, sizeof(proxy_err))) {
+		errbuf_set(err, errlen, "invalid consul proxy: %s", proxy_err);
 		return false;
 	}
 	if (s->token[0] != '\0') {
@@ -484,6 +490,20 @@ consul_easy_setup(CURL *easy, const struct consul_settings *s, const char *url,
 	CONSUL_SETOPT(easy, CURLOPT_USERAGENT, CONSUL_USER_AGENT);
 	CONSUL_SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	CONSUL_SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	/*
+	 * Only the proxy [consul] names.  "" makes libcurl ignore http_proxy,
+	 * https_proxy and all_proxy in the environment, which would otherwise
+	 * get X-Consul-Token even for 127.0.0.1; with a proxy, an empty
+	 * no-proxy list keeps the environment's no_proxy from routing around
+	 * it.  Our headers never go to the proxy in a CONNECT.
+	 */
+	CONSUL_SETOPT(easy, CURLOPT_PROXY, s->proxy);
+	CONSUL_SETOPT(easy, CURLOPT_NOPROXY, s->proxy[0] != '\0' ? "" : "*");
+	CONSUL_SETOPT(easy, CURLOPT_HEADEROPT, (long) CURLHEADER_SEPARATE);
+	if (s->proxy[0] != '\0') {
+		CONSUL_SETOPT(easy, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
+		CONSUL_SETOPT(easy, CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+	}
 	if (s->ca_file[0] != '\0')
 		CONSUL_SETOPT(easy, CURLOPT_CAINFO, s->ca_file);
 	if (list != NULL)
