@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consul_proxy.h"
 #include "duration.h"
 #include "errbuf.h"
 #include "helper_config.h"
@@ -78,6 +79,14 @@ static bool
 set_ca_file(struct helper_config *cfg, const char *value, char *err, size_t errlen)
 {
 	return copy_value(cfg->consul.ca_file, sizeof(cfg->consul.ca_file), value, err, errlen);
+}
+
+static bool
+set_proxy(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	if (!consul_proxy_check(value, err, errlen))
+		return false;
+	return copy_value(cfg->consul.proxy, sizeof(cfg->consul.proxy), value, err, errlen);
 }
 
 static bool
@@ -346,6 +355,7 @@ static const struct config_key config_keys[] = {
 	{"consul", "consistency", set_consistency},
 	{"consul", "namespace", set_namespace},
 	{"consul", "no_leader_timeout", set_no_leader_timeout},
+	{"consul", "proxy", set_proxy},
 	{"consul", "token_file", set_token_file},
 	{"consul", "url", set_consul_url},
 	{"consul", "wait", set_wait},

@@ -18,7 +18,7 @@
 
 struct helper_config {
 	/* [consul] */
-	struct consul_settings consul;	/* url, namespace, wait, consistency, ca_file; token read from token_file */
+	struct consul_settings consul;	/* url, namespace, wait, consistency, ca_file, proxy; token read from token_file */
 	char token_file[HELPER_VALUE_MAX];
 	uint64_t no_leader_timeout_usec;	/* read for symmetry with pgbouncer.ini, unused */
 

@@ -1,6 +1,6 @@
 /*
  * Blocking HTTP for pgbouncer-helper: builds URLs and easy handles with
- * lib/consul_client (token header, TLS, limits) and runs one transfer.
+ * lib/consul_client (token header, TLS, proxy, limits) and runs one transfer.
  */
 #include <stdio.h>
 #include <string.h>
@@ -50,8 +50,6 @@ http_perform(const struct consul_settings *s, const char *method, const char *ur
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, curl_err);
 	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, http_progress);
-	/* nothing on loopback should go through a proxy from the environment */
-	curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");
 	if (strcmp(method, "GET") != 0) {
 		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body ? body : "");
@@ -127,7 +125,7 @@ http_patroni(const struct helper_config *cfg, const char *method, const char *pa
 	char url[CONSUL_URL_MAX + 256];
 
 	memset(resp, 0, sizeof(*resp));
-	/* Patroni gets no Consul token; https to it uses the system CAs */
+	/* Patroni gets no Consul token and no proxy; https to it uses the system CAs */
 	memset(&s, 0, sizeof(s));
 	if (snprintf(url, sizeof(url), "%s%s", cfg->patroni_url, path) >= (int) sizeof(url)) {
 		errbuf_set(err, errlen, "patroni url too long");

@@ -96,7 +96,7 @@ usage(FILE *out)
 		"  --scope, --patroni-url, --pgbouncer-admin, --auth-file, --source,\n"
 		"  --exclude-users, --sync-interval, --pgbackrest-stanza, --datacenters,\n"
 		"  --dns-ttl, --consul-url, --consul-token-file, --consul-ca-file,\n"
-		"  --consul-namespace, --consul-wait, --consul-consistency\n\n"
+		"  --consul-namespace, --consul-wait, --consul-consistency, --consul-proxy\n\n"
 		"subcommands:\n", HELPER_CONFIG_DEFAULT_FILE);
 	for (c = commands; c->name; c++)
 		fprintf(out, "  %s\n", c->name);

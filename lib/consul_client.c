@@ -5,6 +5,7 @@
  */
 #include "consul_client.h"
 #include "consul_kv.h"
+#include "consul_proxy.h"
 #include "duration.h"
 #include "errbuf.h"
 #include "patroni_member.h"
@@ -84,18 +85,67 @@ consul_key_valid(const char *key, bool recurse)
 }
 
 bool
+consul_host_port_parse(const char *text, char *host, size_t hostlen, long *port,
+		       const char **why)
+{
+	const char *colon = NULL;
+	const char *hstart;
+	const char *p;
+	size_t hlen;
+	bool bracketed = false;
+
+	*port = -1;
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+
+		if (close == NULL) {
+			*why = "unterminated [";
+			return false;
+		}
+		hstart = text + 1;
+		hlen = (size_t) (close - hstart);
+		if (close[1] != '\0' && close[1] != ':') {
+			*why = "unexpected text after ]";
+			return false;
+		}
+		if (close[1] == ':')
+			colon = close + 1;
+		bracketed = true;
+	} else {
+		hstart = text;
+		colon = strchr(text, ':');
+		hlen = colon ? (size_t) (colon - text) : strlen(text);
+	}
+	*why = "invalid host";
+	if (hlen == 0 || hlen >= hostlen)
+		return false;
+	memcpy(host, hstart, hlen);
+	host[hlen] = '\0';
+	if (!patroni_host_valid(host) || bracketed != (strchr(host, ':') != NULL))
+		return false;
+	if (colon == NULL)
+		return true;
+	*why = "invalid port";
+	p = colon + 1;
+	if (*p == '\0' || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
+		return false;
+	*port = strtol(p, NULL, 10);
+	if (*port < 1 || *port > 65535) {
+		*port = -1;
+		return false;
+	}
+	return true;
+}
+
+bool
 consul_url_check(const char *url, char *err, size_t errlen)
 {
 	char shown[ERRBUF_VALUE_MAX];
 	char host[PATRONI_HOST_MAX];
 	const char *rest;
-	const char *end;
-	const char *colon = NULL;
-	const char *hstart;
+	const char *why;
 	const char *p;
-	size_t hlen;
 	long port;
-	bool bracketed = false;
 
 	if (url == NULL || url[0] == '\0') {
 		errbuf_set(err, errlen, "consul url is empty");
@@ -114,8 +164,7 @@ consul_url_check(const char *url, char *err, size_t errlen)
 		errbuf_set(err, errlen, "consul url \"%s\" must start with http:// or https://", shown);
 		return false;
 	}
-	end = rest + strlen(rest);
-	for (p = rest; p < end; p++) {
+	for (p = rest; *p != '\0'; p++) {
 		if (!consul_segment_char(*p) && *p != ':' && *p != '[' && *p != ']') {
 			if (*p == '/')
 				errbuf_set(err, errlen,
@@ -130,49 +179,9 @@ consul_url_check(const char *url, char *err, size_t errlen)
 			return false;
 		}
 	}
-	if (rest[0] == '[') {
-		const char *close = strchr(rest, ']');
-
-		if (close == NULL) {
-			errbuf_set(err, errlen, "unterminated [ in consul url \"%s\"", shown);
-			return false;
-		}
-		hstart = rest + 1;
-		hlen = (size_t) (close - hstart);
-		if (close[1] != '\0' && close[1] != ':') {
-			errbuf_set(err, errlen, "unexpected text after ] in consul url \"%s\"", shown);
-			return false;
-		}
-		if (close[1] == ':')
-			colon = close + 1;
-		bracketed = true;
-	} else {
-		hstart = rest;
-		colon = strchr(rest, ':');
-		hlen = colon ? (size_t) (colon - rest) : strlen(rest);
-	}
-	if (hlen == 0 || hlen >= sizeof(host)) {
-		errbuf_set(err, errlen, "invalid host in consul url \"%s\"", shown);
+	if (!consul_host_port_parse(rest, host, sizeof(host), &port, &why)) {
+		errbuf_set(err, errlen, "%s in consul url \"%s\"", why, shown);
 		return false;
-	}
-	memcpy(host, hstart, hlen);
-	host[hlen] = '\0';
-	if (!patroni_host_valid(host) || bracketed != (strchr(host, ':') != NULL)) {
-		errbuf_set(err, errlen, "invalid host in consul url \"%s\"", shown);
-		return false;
-	}
-	if (colon != NULL) {
-		p = colon + 1;
-		port = 0;
-		if (*p == '\0' || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p)) {
-			errbuf_set(err, errlen, "invalid port in consul url \"%s\"", shown);
-			return false;
-		}
-		port = strtol(p, NULL, 10);
-		if (port < 1 || port > 65535) {
-			errbuf_set(err, errlen, "invalid port in consul url \"%s\"", shown);
-			return false;
-		}
 	}
 	return true;
 }
@@ -441,6 +450,7 @@ consul_easy_setup(CURL *easy, const struct consul_settings *s, const char *url,
 		  char *err, size_t errlen)
 {
 	char header[CONSUL_TOKEN_MAX + 32];
+	char proxy_err[128];
 	struct curl_slist *list = NULL;
 	struct curl_slist *grown;
 	CURLcode rc;
@@ -449,6 +459,10 @@ consul_easy_setup(CURL *easy, const struct consul_settings *s, const char *url,
 	memset(resp, 0, sizeof(*resp));
 	if (timeout_ms <= 0) {
 		errbuf_set(err, errlen, "invalid consul request timeout %ld ms", timeout_ms);
+		return false;
+	}
+	if (!consul_proxy_check(s->proxy, proxy_err, sizeof(proxy_err))) {
+		errbuf_set(err, errlen, "invalid consul proxy: %s", proxy_err);
 		return false;
 	}
 	if (s->token[0] != '\0') {
@@ -476,6 +490,20 @@ consul_easy_setup(CURL *easy, const struct consul_settings *s, const char *url,
 	CONSUL_SETOPT(easy, CURLOPT_USERAGENT, CONSUL_USER_AGENT);
 	CONSUL_SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	CONSUL_SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	/*
+	 * Only the proxy [consul] names.  "" makes libcurl ignore http_proxy,
+	 * https_proxy and all_proxy in the environment, which would otherwise
+	 * get X-Consul-Token even for 127.0.0.1; with a proxy, an empty
+	 * no-proxy list keeps the environment's no_proxy from routing around
+	 * it.  Our headers never go to the proxy in a CONNECT.
+	 */
+	CONSUL_SETOPT(easy, CURLOPT_PROXY, s->proxy);
+	CONSUL_SETOPT(easy, CURLOPT_NOPROXY, s->proxy[0] != '\0' ? "" : "*");
+	CONSUL_SETOPT(easy, CURLOPT_HEADEROPT, (long) CURLHEADER_SEPARATE);
+	if (s->proxy[0] != '\0') {
+		CONSUL_SETOPT(easy, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
+		CONSUL_SETOPT(easy, CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+	}
 	if (s->ca_file[0] != '\0')
 		CONSUL_SETOPT(easy, CURLOPT_CAINFO, s->ca_file);
 	if (list != NULL)

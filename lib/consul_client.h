@@ -28,6 +28,7 @@ struct consul_settings {
 	char url[CONSUL_URL_MAX];	/* http(s)://host:port, no trailing slash */
 	char token[CONSUL_TOKEN_MAX];	/* empty = none */
 	char ca_file[1024];		/* empty = system CAs */
+	char proxy[CONSUL_URL_MAX];	/* consul_proxy_check()ed; empty = none, the environment's ignored */
 	char namespace_[256];		/* Patroni namespace without slashes, "service" by default */
 	uint64_t wait_usec;		/* blocking-query wait; 0 = Consul's default (5m) */
 	enum consul_consistency consistency;
@@ -45,6 +46,15 @@ struct consul_response {
 
 /* http:// or https://, host[:port] (hostname, IPv4 or [IPv6]), nothing else */
 bool consul_url_check(const char *url, char *err, size_t errlen);
+
+/*
+ * Split the "host[:port]" of a URL (hostname, IPv4 literal or [IPv6]
+ * literal; IPv6 returned without brackets).  *port is -1 when there is
+ * none.  On failure *why names the fault ("invalid host", "invalid
+ * port", "unterminated [", "unexpected text after ]").
+ */
+bool consul_host_port_parse(const char *text, char *host, size_t hostlen, long *port,
+			    const char **why);
 
 /* "default", "consistent" or "stale" (any case) */
 bool consul_consistency_parse(const char *text, enum consul_consistency *out);
@@ -77,7 +87,9 @@ bool consul_api_url(const struct consul_settings *s, const char *path, char *url
 /*
  * Set URL, timeouts (timeout_ms total, connect timeout), NOSIGNAL,
  * X-Consul-Token header when a token is set, CAINFO when ca_file is set,
- * verification on for https, http/https only, no redirects, and write/
+ * verification on for https, http/https only, no redirects, the proxy
+ * (s->proxy, or none at all: http_proxy and friends in the environment
+ * are never used), and write/
  * header callbacks into resp (zeroed here: free an earlier answer first).
  * *headers must be freed by the caller with curl_slist_free_all after
  * the transfer.

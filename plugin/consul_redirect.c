@@ -15,6 +15,7 @@
 #include "pgb_plugin.h"
 
 #include "consul_client.h"
+#include "consul_proxy.h"
 #include "duration.h"
 #include "errbuf.h"
 
@@ -176,6 +177,18 @@ redirect_setting(struct redirect_settings *s, const char *key,
 		return redirect_duration(key, value, 0, NULL, true,
 					 &s->opts.no_leader_timeout_usec, err,
 					 errlen);
+	if (strcmp(key, "proxy") == 0) {
+		if (!consul_proxy_check(value, why, sizeof(why))) {
+			char shown[ERRBUF_VALUE_MAX];
+
+			/* the value may hold a proxy password: quote it without */
+			consul_proxy_shown(value, shown, sizeof(shown));
+			redirect_bad_value(err, errlen, key, shown, why);
+			return false;
+		}
+		snprintf(c->proxy, sizeof(c->proxy), "%s", value);
+		return true;
+	}
 	if (strcmp(key, "consistency") == 0) {
 		if (!consul_consistency_parse(value, &c->consistency)) {
 			redirect_bad_value(err, errlen, key, value,
@@ -187,7 +200,7 @@ redirect_setting(struct redirect_settings *s, const char *key,
 	errbuf_printable(key, why, sizeof(why));
 	errbuf_set(err, errlen, "unknown key \"%s\" in [consul] (known: url, "
 		   "token_file, ca_file, namespace, wait, no_leader_timeout, "
-		   "consistency)", why);
+		   "consistency, proxy)", why);
 	return false;
 }
 
@@ -308,6 +321,7 @@ redirect_consul_changed(const struct consul_settings *a,
 {
 	return strcmp(a->url, b->url) != 0 || strcmp(a->token, b->token) != 0 ||
 	       strcmp(a->ca_file, b->ca_file) != 0 ||
+	       strcmp(a->proxy, b->proxy) != 0 ||
 	       strcmp(a->namespace_, b->namespace_) != 0 ||
 	       a->wait_usec != b->wait_usec || a->consistency != b->consistency;
 }
@@ -370,6 +384,24 @@ redirect_drop(struct consul_redirect *cr, const struct redirect_binding *want,
 	}
 }
 
+/* where a new watch asks; a proxy is shown without its user info */
+static void
+redirect_log_watching(struct consul_redirect *cr, const char *scope,
+		      const struct consul_settings *c)
+{
+	char proxy[ERRBUF_VALUE_MAX];
+
+	if (c->proxy[0] == '\0') {
+		plugin_log(cr->api, PGB_LOG_INFO, "scope \"%s\": watching %s at %s",
+			   scope, c->namespace_, c->url);
+		return;
+	}
+	consul_proxy_shown(c->proxy, proxy, sizeof(proxy));
+	plugin_log(cr->api, PGB_LOG_INFO,
+		   "scope \"%s\": watching %s at %s through proxy %s",
+		   scope, c->namespace_, c->url, proxy);
+}
+
 static bool
 redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 	       const struct redirect_binding *want, int n, char *err,
@@ -409,9 +441,7 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 			if (!w)
 				goto oom;
 			cr->watches[cr->watch_count++] = w;
-			plugin_log(cr->api, PGB_LOG_INFO, "scope \"%s\": watching %s at %s",
-				     want[i].scope, s->opts.consul.namespace_,
-				     s->opts.consul.url);
+			redirect_log_watching(cr, want[i].scope, &s->opts.consul);
 		}
 		if (!watch_bind(w, want[i].db, want[i].role))
 			goto oom;

@@ -37,8 +37,9 @@ class Bouncer:
     def __init__(self, workdir: Path, consul: lab.Consul, databases: dict[str, str],
                  consul_settings: dict[str, str] | None = None,
                  bouncer_settings: dict[str, str] | None = None,
-                 plugin: str | None = None):
+                 plugin: str | None = None, env: dict[str, str] | None = None):
         self.workdir = Path(workdir)
+        self.env = env                  # the process environment; None: this one's
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.consul = consul
         self.port = lab.free_port()
@@ -77,7 +78,8 @@ class Bouncer:
         self.proc = subprocess.Popen([PGBOUNCER, str(self.ini)], stdout=out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
-                                     cwd=str(self.workdir), start_new_session=True)
+                                     cwd=str(self.workdir), start_new_session=True,
+                                     env=self.env)
         out.close()
         if expect_fail:
             self.proc.wait(15)

@@ -17,10 +17,13 @@ connections to an address that must never be reached.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 
@@ -29,6 +32,7 @@ import pytest
 
 import lab
 from fork import PGBOUNCER, PLUGIN, Bouncer, db_line
+from proxy_traps import ByteRecorder, ForwardProxy, proxy_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
 
@@ -984,3 +988,133 @@ def test_any_and_replica_roles_list_running_members(consul, bouncer_factory):
         b.wait_row("h_any", lambda r: r["host"] == "127.0.0.1,127.0.0.2,127.0.0.3")
     finally:
         f.clear()
+
+
+# --------------------------------------------------------------------------- proxies
+
+PROXY_PASSWORD = "pr0xy-pw-9f3a"
+
+
+@pytest.fixture
+def recorder():
+    r = ByteRecorder()
+    yield r
+    r.close()
+
+
+def proxy_first(b: Bouncer, value: str) -> Bouncer:
+    """Put `proxy = value` first in [consul]: PgBouncer's parser names the
+    line of a refused value right when a key line follows it (before a blank
+    line it counts one line on)."""
+    b.consul_settings = {"proxy": value, **{k: v for k, v in b.consul_settings.items()
+                                            if k != "proxy"}}
+    b.write_config()
+    return b
+
+
+def ini_line(b: Bouncer, key: str) -> int:
+    """The line number of `key = ...` in the bouncer's pgbouncer.ini."""
+    for n, line in enumerate(b.ini.read_text().splitlines(), 1):
+        if line.split("=", 1)[0].strip() == key:
+            return n
+    raise AssertionError(f"no {key} line in {b.ini}")
+
+
+def test_environment_proxy_never_gets_the_token(patroni_cluster, acl_consul, bouncer_factory,
+                                                proxies, recorder):
+    """http_proxy & co. point at a listener of ours: a client that leaves
+    libcurl's proxy alone (as the plugin used to) hands it the token; the
+    fork follows the leader talking to Consul directly and never connects."""
+    assert shutil.which("curl"), "curl (Debian package curl) is needed for the control run"
+    env = proxy_environment(recorder.url)
+    token = acl_consul.token
+    f = FakeScope(acl_consul, token=token)
+    lp = member_port(patroni_cluster, patroni_cluster.leader())
+    alt = proxies(lp)
+    f.member("a", lp)
+    f.member("b", alt.port)
+    f.leader("a")
+
+    # control: libcurl with no CURLOPT_PROXY, the same environment -> leaks
+    subprocess.run(["curl", "-sS", "-o", "/dev/null", "-H", f"X-Consul-Token: {token}",
+                    f"{acl_consul.url}/v1/kv/{f.prefix}leader"],
+                   env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    assert recorder.wait_for(lambda got: b"\r\n\r\n" in got, 15), recorder
+    assert f"X-Consul-Token: {token}".encode() in recorder.received, recorder
+    assert f"GET {acl_consul.url}/v1/kv/{f.prefix}leader ".encode() in recorder.received
+    recorder.reset()
+
+    wd = lab.make_workdir("pgbc-token-")
+    tok = wd / "token"
+    tok.write_text(token + "\n")
+    lab.chown_tree(wd)
+    os.chmod(tok, 0o600)
+    b = bouncer_factory(acl_consul, {"fdb": db_line("fake")},
+                        consul_settings={"token_file": str(tok)}, env=env).start()
+    try:
+        row = b.wait_row("fdb", lambda r: r["state"] == "following" and r["member"] == "a")
+    except TimeoutError:
+        pytest.fail(f"not following; the listener got {recorder!r}")
+    assert row["last_error"] is None
+    f.leader("b")                           # a change seen only by asking Consul again
+    row = b.wait_row("fdb", lambda r: r["member"] == "b" and r["state"] == "following")
+    assert int(row["port"]) == alt.port and row["last_error"] is None
+    assert b.value("fdb", "select inet_server_port()") == lp and alt.accepted >= 1
+    assert recorder.connections == 0 and recorder.received == b"", recorder
+    assert token not in b.log()
+
+
+def test_proxy_key_sends_requests_through_it(fake, consul, bouncer_factory, recorder):
+    """[consul] proxy names a forward proxy: the requests go there (with its
+    credentials), not to the environment's proxy, whatever no_proxy says;
+    the log names the proxy without its user info."""
+    fwd = ForwardProxy(consul.url)
+    try:
+        env = proxy_environment(recorder.url, no_proxy="*", NO_PROXY="*")
+        b = bouncer_factory(consul, {"fdb": db_line("fake")}, env=env,
+                            consul_settings={"proxy": f"http://pgbc:{PROXY_PASSWORD}@"
+                                                      f"127.0.0.1:{fwd.port}"}).start()
+        row = b.wait_row("fdb", lambda r: r["state"] == "following" and r["member"] == "a")
+        assert row["last_error"] is None
+        want = f"GET {consul.url}/v1/kv/{fake.prefix}leader"
+        assert fwd.wait_request(want, 15), fwd
+        auth = "Basic " + base64.b64encode(f"pgbc:{PROXY_PASSWORD}".encode()).decode()
+        assert set(fwd.proxy_auth) == {auth}, fwd.proxy_auth
+        assert recorder.connections == 0, recorder
+        assert f'watching service at {consul.url} through proxy http://127.0.0.1:{fwd.port}' \
+            in b.logfile_text()
+        assert PROXY_PASSWORD not in b.log()
+    finally:
+        fwd.close()
+
+
+@pytest.mark.parametrize("value,why", [
+    ("ftp://127.0.0.1:3128", "must start with http://, https://, socks5:// or socks5h://"),
+    ("http://127.0.0.1", "needs a port"),
+    ("http://127.0.0.1:3128/consul", "must not have a path"),
+])
+def test_bad_proxy_refused_at_start(consul, bouncer_factory, value, why):
+    b = proxy_first(bouncer_factory(consul, {"fdb": db_line("fake")}), value)
+    b.start(expect_fail=True)
+    assert b.proc.returncode != 0
+    log = b.log()
+    assert f'[consul] proxy: invalid value "{value}" for proxy: {why}' in log, log
+    assert f"for parameter proxy in configuration ({b.ini}:{ini_line(b, 'proxy')})" in log, log
+
+
+def test_bad_proxy_refused_at_reload(fake, consul, bouncer_factory):
+    b = bouncer_factory(consul, {"fdb": db_line("fake")}).start()
+    b.wait_row("fdb", lambda r: r["state"] == "following")
+    mark = len(b.logfile_text())
+    proxy_first(b, f"socks4://u:{PROXY_PASSWORD}@127.0.0.1:1080")
+    b.admin("RELOAD")
+    lab.wait_until(lambda: "proxy" in b.logfile_text()[mark:], 10, 0.1,
+                   "RELOAD refusing the proxy")
+    after = b.logfile_text()[mark:]
+    assert '[consul] proxy: invalid value "socks4://127.0.0.1:1080" for proxy: ' \
+        'socks4 cannot carry IPv6 or a password' in after, after
+    assert f"({b.ini}:{ini_line(b, 'proxy')})" in after, after
+    assert "consul settings changed" not in after
+    row = b.row("fdb")
+    assert row["state"] == "following" and row["last_error"] is None
+    assert b.value("fdb", "select 1") == 1

@@ -32,6 +32,7 @@ from psycopg import sql
 
 import fork
 import lab
+from proxy_traps import ByteRecorder, ForwardProxy, proxy_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600, method="signal")]
 
@@ -568,6 +569,43 @@ def test_prepared_queries_consul_unreachable(tmp_path, consul):
     r = run_helper("prepared-queries", "--consul-url", f"http://127.0.0.1:{lab.free_port()}",
                    ini=ini)
     assert r.returncode == 1 and "listing prepared queries" in r.stderr
+
+
+def test_consul_requests_ignore_environment_proxy(tmp_path, acl_consul):
+    """http_proxy & co. point at a listener that records what it gets: the
+    helper talks to Consul directly; only [consul] proxy (here
+    --consul-proxy) sends its requests, token included, through a proxy."""
+    trap, fwd = ByteRecorder(), ForwardProxy(acl_consul.url)
+    try:
+        token_file = tmp_path / "token"
+        token_file.write_text(acl_consul.token + "\n")
+        ini = write_ini(tmp_path / "h.ini", acl_consul)
+        env = proxy_environment(trap.url)
+        r = run_helper("prepared-queries", "--consul-token-file", str(token_file), ini=ini,
+                       env=env)
+        assert r.returncode == 0, r.stderr
+        names = {q["Name"] for q in acl_consul.api("GET", "/v1/query", token=acl_consul.token)}
+        assert f"{SCOPE}-writer" in names
+        assert trap.connections == 0 and trap.received == b"", trap
+        r = run_helper("prepared-queries", "--consul-token-file", str(token_file),
+                       f"--consul-proxy=http://127.0.0.1:{fwd.port}", ini=ini, env=env)
+        assert r.returncode == 0 and "nothing changed" in r.stderr, r.stderr
+        assert fwd.wait_request(f"GET {acl_consul.url}/v1/query", 5), fwd
+        assert trap.connections == 0, trap
+        assert acl_consul.token not in r.stderr + r.stdout
+    finally:
+        trap.close()
+        fwd.close()
+
+
+def test_bad_proxy_refused_with_file_line_key(tmp_path, consul):
+    ini = write_ini(tmp_path / "h.ini", consul)
+    text = ini.read_text().replace("[helper]", "proxy = http://127.0.0.1\n\n[helper]", 1)
+    ini.write_text(text)
+    line = text.splitlines().index("proxy = http://127.0.0.1") + 1
+    r = run_helper("prepared-queries", ini=ini)
+    assert r.returncode == 2
+    assert f"{ini}:{line}: proxy: needs a port" in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------------------- register

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -694,6 +695,129 @@ test_consul_easy_setup_aborts_large_answer(void **state)
 	curl_easy_cleanup(easy);
 }
 
+static const char small_answer[] =
+	"HTTP/1.1 200 OK\r\nX-Consul-Index: 3\r\nContent-Length: 2\r\n"
+	"Connection: close\r\n\r\n[]";
+
+/* every variable libcurl reads a proxy from, pointing at a closed port */
+static void
+environment_proxies_set(const char *value)
+{
+	static const char *const names[] = {
+		"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+		"ALL_PROXY", NULL
+	};
+	int i;
+
+	for (i = 0; names[i] != NULL; i++) {
+		if (value != NULL)
+			setenv(names[i], value, 1);
+		else
+			unsetenv(names[i]);
+	}
+}
+
+static void
+test_consul_easy_setup_ignores_environment_proxy(void **state)
+{
+	struct consul_settings s;
+	struct consul_response resp;
+	struct curl_slist *headers;
+	CURL *easy = curl_easy_init();
+	char url[CONSUL_URL_MAX];
+	char req[8192];
+	char err[256];
+	int port, req_fd;
+	CURLcode rc;
+	pid_t pid;
+
+	/* port 1 on loopback: a transfer that used it would fail to connect */
+	environment_proxies_set("http://127.0.0.1:1");
+	unsetenv("no_proxy");
+	unsetenv("NO_PROXY");
+	pid = fake_consul_start(small_answer, sizeof(small_answer) - 1, &port, &req_fd);
+	settings_default(&s);
+	snprintf(s.url, sizeof(s.url), "http://127.0.0.1:%d", port);
+	strcpy(s.token, SECRET);
+	assert_true(consul_kv_url(&s, "batman", "leader", 0, false, url, sizeof(url),
+				  err, sizeof(err)));
+	assert_true(consul_easy_setup(easy, &s, url, 10000, &resp, &headers, err, sizeof(err)));
+	rc = curl_easy_perform(easy);
+	if (rc != CURLE_OK)
+		kill(pid, SIGKILL);	/* never asked: do not wait for its request */
+	consul_response_finish(easy, &resp);
+	fake_consul_stop(pid, req_fd, req, sizeof(req));
+	environment_proxies_set(NULL);
+	assert_int_equal(rc, CURLE_OK);
+
+	assert_int_equal(resp.status, 200);
+	/* origin form: the agent itself was asked, not a proxy */
+	assert_non_null(strstr(req, "GET /v1/kv/service/batman/leader HTTP/1.1\r\n"));
+	consul_response_free(&resp);
+	curl_slist_free_all(headers);
+	curl_easy_cleanup(easy);
+}
+
+static void
+test_consul_easy_setup_uses_configured_proxy(void **state)
+{
+	struct consul_settings s;
+	struct consul_response resp;
+	struct curl_slist *headers;
+	CURL *easy = curl_easy_init();
+	char url[CONSUL_URL_MAX];
+	char req[8192];
+	char err[256];
+	int port, req_fd;
+	CURLcode rc;
+	pid_t pid;
+
+	/* the environment's no_proxy must not route around the configured one */
+	setenv("no_proxy", "*", 1);
+	pid = fake_consul_start(small_answer, sizeof(small_answer) - 1, &port, &req_fd);
+	settings_default(&s);
+	strcpy(s.url, "http://consul.invalid:8500");
+	snprintf(s.proxy, sizeof(s.proxy), "http://proxyuser:pw@127.0.0.1:%d", port);
+	assert_true(consul_kv_url(&s, "batman", "leader", 0, false, url, sizeof(url),
+				  err, sizeof(err)));
+	assert_true(consul_easy_setup(easy, &s, url, 10000, &resp, &headers, err, sizeof(err)));
+	rc = curl_easy_perform(easy);
+	if (rc != CURLE_OK)
+		kill(pid, SIGKILL);
+	consul_response_finish(easy, &resp);
+	fake_consul_stop(pid, req_fd, req, sizeof(req));
+	unsetenv("no_proxy");
+	assert_int_equal(rc, CURLE_OK);
+
+	assert_int_equal(resp.status, 200);
+	assert_non_null(strstr(req, "GET http://consul.invalid:8500/v1/kv/service/batman/leader "
+			       "HTTP/1.1\r\n"));
+	/* base64("proxyuser:pw") */
+	assert_non_null(strstr(req, "\r\nProxy-Authorization: Basic cHJveHl1c2VyOnB3\r\n"));
+	consul_response_free(&resp);
+	curl_slist_free_all(headers);
+	curl_easy_cleanup(easy);
+}
+
+static void
+test_consul_easy_setup_refuses_bad_proxy(void **state)
+{
+	struct consul_settings s;
+	struct consul_response resp;
+	struct curl_slist *headers;
+	CURL *easy = curl_easy_init();
+	char err[256] = "";
+
+	settings_default(&s);
+	strcpy(s.proxy, "ftp://user:" SECRET "@127.0.0.1:21");
+	assert_false(consul_easy_setup(easy, &s, "http://127.0.0.1:8500/v1/kv/x", 5000, &resp,
+				       &headers, err, sizeof(err)));
+	assert_non_null(strstr(err, "invalid consul proxy"));
+	assert_null(strstr(err, SECRET));
+	assert_null(headers);
+	curl_easy_cleanup(easy);
+}
+
 static int
 setup_curl(void **state)
 {
@@ -740,6 +864,9 @@ main(void)
 		cmocka_unit_test(test_consul_easy_setup_refuses_other_protocols),
 		cmocka_unit_test(test_consul_easy_setup_captures_answer),
 		cmocka_unit_test(test_consul_easy_setup_aborts_large_answer),
+		cmocka_unit_test(test_consul_easy_setup_ignores_environment_proxy),
+		cmocka_unit_test(test_consul_easy_setup_uses_configured_proxy),
+		cmocka_unit_test(test_consul_easy_setup_refuses_bad_proxy),
 	};
 
 	return cmocka_run_group_tests(tests, setup_curl, teardown_curl);

@@ -239,6 +239,27 @@ test_helper_config_upgrade_section(void **state)
 }
 
 static void
+test_helper_config_proxy(void **state)
+{
+	struct helper_config cfg;
+	const char *section;
+	char key[64];
+
+	helper_config_init(&cfg);
+	assert_string_equal(cfg.consul.proxy, "");
+	load_ok(&cfg, "[consul]\nproxy = http://user:pw@127.0.0.1:3128\n");
+	assert_string_equal(cfg.consul.proxy, "http://user:pw@127.0.0.1:3128");
+	load_ok(&cfg, "[consul]\nproxy =\n");
+	assert_string_equal(cfg.consul.proxy, "");
+	load_refused("[consul]\nurl = http://127.0.0.1:8500\nproxy = 127.0.0.1:3128\n",
+		     "3: proxy: must start with http://, https://, socks5:// or socks5h://");
+	load_refused("[consul]\nproxy = http://proxy\n", "2: proxy: needs a port");
+	assert_true(helper_config_option("consul-proxy", &section, key, sizeof(key)));
+	assert_string_equal(section, "consul");
+	assert_string_equal(key, "proxy");
+}
+
+static void
 test_helper_config_token_file(void **state)
 {
 	struct helper_config cfg;
@@ -294,6 +315,7 @@ main(void)
 		cmocka_unit_test(test_helper_config_missing_file),
 		cmocka_unit_test(test_helper_config_later_value_wins),
 		cmocka_unit_test(test_helper_config_option_names),
+		cmocka_unit_test(test_helper_config_proxy),
 		cmocka_unit_test(test_helper_config_token_file),
 		cmocka_unit_test(test_helper_service_name),
 	};

@@ -1,0 +1,162 @@
+"""Listeners for the proxy tests: a trap that records every byte a client
+sends it and answers nothing, an HTTP forward proxy in front of the real
+Consul agent that records the request lines it forwards, and the process
+environment that points every proxy variable libcurl reads at a trap."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import threading
+import urllib.error
+import urllib.request
+
+# what libcurl reads (it ignores upper-case HTTP_PROXY, set anyway: some tools do not)
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                   "all_proxy", "ALL_PROXY")
+
+
+def proxy_environment(proxy_url: str, **extra: str) -> dict[str, str]:
+    """This process's environment with every proxy variable set to proxy_url
+    and no_proxy empty (as good as unset, and it survives being merged into
+    another environment), so the machine's no_proxy cannot let a client
+    bypass the proxy."""
+    env = dict(os.environ)
+    env.update({k: proxy_url for k in PROXY_VARIABLES})
+    env.update(no_proxy="", NO_PROXY="")
+    env.update(extra)
+    return env
+
+
+class ByteRecorder:
+    """A TCP listener on 127.0.0.1 (a kernel-chosen port: nothing to race
+    for) that accepts every connection, records what arrives until the
+    client has sent one request head or closes, then closes without an
+    answer.  wait_for() blocks until the recorded bytes satisfy a test."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self.received = b""
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return (f"ByteRecorder(port={self.port}, connections={self.connections}, "
+                f"received={self.received[:200]!r})")
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._cond:
+                self.connections += 1
+                self._cond.notify_all()
+            threading.Thread(target=self._read, args=(c,), daemon=True).start()
+
+    def _read(self, c: socket.socket) -> None:
+        c.settimeout(10)
+        got = b""
+        try:
+            while b"\r\n\r\n" not in got:
+                data = c.recv(65536)
+                if not data:
+                    break
+                got += data
+                with self._cond:
+                    self.received += data
+                    self._cond.notify_all()
+        except OSError:
+            pass
+        c.close()
+
+    def wait_for(self, pred, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: pred(self.received), timeout)
+
+    def reset(self) -> None:
+        with self._cond:
+            self.connections, self.received = 0, b""
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+class ForwardProxy:
+    """An HTTP forward proxy on 127.0.0.1 for plain-http URLs, passing each
+    request on to the Consul agent it is given (never through a proxy of
+    its own) and recording the request line and Proxy-Authorization."""
+
+    def __init__(self, consul_url: str) -> None:
+        proxy = self
+        self.consul_url = consul_url
+        self.request_lines: list[str] = []
+        self.proxy_auth: list[str | None] = []
+        self._cond = threading.Condition()
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                with proxy._cond:
+                    proxy.request_lines.append(self.requestline)
+                    proxy.proxy_auth.append(self.headers.get("Proxy-Authorization"))
+                    proxy._cond.notify_all()
+                if not self.path.startswith(proxy.consul_url + "/"):
+                    return self._send(502, b"not the agent", None)
+                req = urllib.request.Request(self.path, headers={
+                    k: v for k, v in self.headers.items() if k.lower() == "x-consul-token"})
+                try:
+                    with opener.open(req, timeout=120) as r:
+                        body, status, idx = r.read(), r.status, r.headers.get("X-Consul-Index")
+                except urllib.error.HTTPError as e:
+                    body, status, idx = e.read(), e.code, e.headers.get("X-Consul-Index")
+                except OSError:
+                    body, status, idx = b"agent unreachable", 502, None
+                self._send(status, body, idx)
+
+            def _send(self, status, body, index):
+                try:
+                    self.send_response(status)
+                    if index:
+                        self.send_header("X-Consul-Index", index)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"ForwardProxy(port={self.port}, requests={self.request_lines[-5:]})"
+
+    def wait_request(self, prefix: str, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: any(ln.startswith(prefix) for ln in self.request_lines), timeout)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
