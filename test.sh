@@ -3,7 +3,8 @@
 # packages it lacks (as root), fetches and verifies the pinned upstream,
 # builds, then runs unit tests, fuzzers, the fork's tests, the attack tests
 # of our security fixes, PgBouncer's own suite (unpatched, fork, fork +
-# plugin) and the integration tests against a real Consul and Patroni lab.  Every server it starts is stopped by PID.
+# plugin), the Debian packages installed in a throwaway bookworm root, and
+# the integration tests against a real Consul and Patroni lab.  Every server it starts is stopped by PID.
 # Usage: ./test.sh [--quick]   (--quick skips PgBouncer's own suite)
 set -euo pipefail
 
@@ -92,6 +93,10 @@ install_layout() {
 }
 stage "make install layout" install_layout
 stage "unit tests (make check)" make -j2 check
+# builds the .debs twice (0.2-1 and a 0.2-2 for the upgrade), installs them
+# over bookworm's pgbouncer in a cached mmdebstrap root: about 3 minutes
+PGBC_RESULTS=$results stage "Debian packages: build, lintian, install/upgrade/remove in a bookworm root (tests/package)" \
+	pytest package "$top/tests/package"
 stage "upstream source checks (sums, patches)" pytest build "$top/tests/build"
 stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
