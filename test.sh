@@ -3,7 +3,8 @@
 # packages it lacks (as root), fetches and verifies the pinned upstream,
 # builds, then runs unit tests, fuzzers, the fork's tests, the attack tests
 # of our security fixes, PgBouncer's own suite (unpatched, fork, fork +
-# plugin) and the integration tests against a real Consul and Patroni lab.  Every server it starts is stopped by PID.
+# plugin), the Debian packages installed in a throwaway bookworm root, and
+# the integration tests against a real Consul and Patroni lab.  Every server it starts is stopped by PID.
 # Usage: ./test.sh [--quick]   (--quick skips PgBouncer's own suite)
 set -euo pipefail
 
@@ -63,14 +64,39 @@ install_layout() {
 	local d=$results/destdir p
 	make install DESTDIR="$d" >"$results/install.log" 2>&1 || { tail -n 30 "$results/install.log"; return 1; }
 	p=$(sed -n 's/^prefix = //p' Makefile)
-	for f in bin/pgbouncer bin/pgbouncer-helper include/pgbouncer-consul/pgb_plugin.h \
-		lib/pgbouncer-consul/consul_redirect.so; do
+	for f in sbin/pgbouncer bin/pgbouncer-helper include/pgbouncer-consul/pgb_plugin.h \
+		lib/pgbouncer-consul/consul_redirect.so share/pgbouncer/mkauth.py \
+		etc/pgbouncer/pgbouncer.ini etc/pgbouncer/userlist.txt etc/pgbouncer-consul/helper.ini \
+		share/man/man1/pgbouncer.1 share/man/man5/pgbouncer.5 \
+		share/man/man1/pgbouncer-helper.1 share/man/man5/consul_redirect.5 \
+		share/doc/pgbouncer-consul/examples/pgbouncer.ini \
+		share/doc/pgbouncer-consul/examples/helper.ini \
+		lib/systemd/system/pgbouncer.service lib/systemd/system/pgbouncer.socket \
+		lib/systemd/system/pgbouncer-helper-userlist-sync.service \
+		lib/systemd/system/pgbouncer-helper-register.service \
+		lib/systemd/system/pgbouncer-helper-backup@.service \
+		lib/systemd/system/pgbouncer-helper-backup-full.timer \
+		lib/systemd/system/pgbouncer-helper-backup-incr.timer; do
 		[ -f "$d$p/$f" ] || { echo "make install did not install $p/$f"; return 1; }
 	done
-	"$d$p/bin/pgbouncer" --version | head -n 1
+	# the units name the configured paths, not the package's
+	grep -qx "ExecStart=$p/sbin/pgbouncer $p/etc/pgbouncer/pgbouncer.ini" \
+		"$d$p/lib/systemd/system/pgbouncer.service" ||
+		{ echo "pgbouncer.service does not start $p/sbin/pgbouncer"; return 1; }
+	grep -q "^ExecStart=$p/bin/pgbouncer-helper -c $p/etc/pgbouncer-consul/helper.ini " \
+		"$d$p/lib/systemd/system/pgbouncer-helper-register.service" ||
+		{ echo "pgbouncer-helper-register.service does not start $p/bin/pgbouncer-helper"; return 1; }
+	# the regenerated pgbouncer(5) documents the series' plugins key
+	grep -q '^\.SS plugins' "$d$p/share/man/man5/pgbouncer.5" ||
+		{ echo "pgbouncer(5) lacks the plugins key (not regenerated from the patched docs)"; return 1; }
+	"$d$p/sbin/pgbouncer" --version | head -n 1
 }
 stage "make install layout" install_layout
 stage "unit tests (make check)" make -j2 check
+# builds the .debs twice (0.2-1 and a 0.2-2 for the upgrade), installs them
+# over bookworm's pgbouncer in a cached mmdebstrap root: about 3 minutes
+PGBC_RESULTS=$results stage "Debian packages: build, lintian, install/upgrade/remove in a bookworm root (tests/package)" \
+	pytest package "$top/tests/package"
 stage "upstream source checks (sums, patches)" pytest build "$top/tests/build"
 stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"

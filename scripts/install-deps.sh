@@ -10,6 +10,9 @@ packages=(
 	gcc make autoconf automake libtool pkg-config patch xz-utils dpkg-dev
 	ca-certificates debian-archive-keyring
 	libevent-dev libcurl4-openssl-dev libjson-c-dev libpq-dev libssl-dev libc-ares-dev
+	libpam0g-dev libsystemd-dev pandoc python3
+	# the Debian packages and their install tests (tests/package)
+	debhelper fakeroot lintian mmdebstrap systemd
 	# lab, demo and tests
 	libcmocka-dev clang valgrind openssl iproute2 dnsutils util-linux curl
 	postgresql-15 postgresql-client-15 patroni python3-consul pgbackrest
