@@ -72,13 +72,14 @@ class Chroot:
             subprocess.run(["umount", "-l", str(m)])
         self.mounts = []
 
-    def run(self, *cmd, check=True, user=None, env=None, input=None):
-        """Run cmd inside; stdin is /dev/null unless input is given, so a
-        prompt fails instead of waiting."""
+    def run(self, *cmd, check=True, user=None, env=None, input=None, cwd=None):
+        """Run cmd inside (in cwd, a path inside); stdin is /dev/null unless
+        input is given, so a prompt fails instead of waiting."""
         pre = ["chroot"] + ([f"--userspec={user}:{user}"] if user else []) + [str(self.path)]
         e = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
         e.update(env or {})
-        r = subprocess.run(pre + ["env", "-i"] + [f"{k}={v}" for k, v in e.items()] + list(cmd),
+        chdir = ["--chdir", cwd] if cwd else []
+        r = subprocess.run(pre + ["env", "-i", *chdir] + [f"{k}={v}" for k, v in e.items()] + list(cmd),
                            input=input, stdin=None if input is not None else subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if check:

@@ -6,21 +6,15 @@ newer version, remove, purge, and Debian's pgbouncer again.  The steps run
 in order on one root: each test is one step of the matrix."""
 
 import hashlib
-import os
-import shlex
-import signal
-import socket
-import subprocess
 import time
 
 import psycopg
 import pytest
 
 from conftest import NEXT_VERSION, VERSION
-from pgproc import free_port, stop_pid
+from host import INI, USERLIST, Service, install_ours, install_stock, installed, unit
+from pgproc import free_port
 
-INI = "/etc/pgbouncer/pgbouncer.ini"
-USERLIST = "/etc/pgbouncer/userlist.txt"
 UNITS = ["pgbouncer.service", "pgbouncer.socket", "pgbouncer-helper-userlist-sync.service",
          "pgbouncer-helper-register.service", "pgbouncer-helper-backup@.service",
          "pgbouncer-helper-backup-full.timer", "pgbouncer-helper-backup-incr.timer"]
@@ -50,76 +44,6 @@ def snapshot(c):
     return out
 
 
-def installed(c, pkg):
-    r = c.run("dpkg-query", "-W", "-f=${Status} ${Version}", pkg, check=False)
-    return r.stdout if r.returncode == 0 else ""
-
-
-def unit(c, name):
-    """The [Service] keys of a unit file (last value wins, as systemd)."""
-    keys, section = {}, None
-    for line in c.file(f"/lib/systemd/system/{name}").read_text().splitlines():
-        line = line.strip()
-        if line.startswith("["):
-            section = line
-        elif section == "[Service]" and "=" in line and not line.startswith("#"):
-            k, v = line.split("=", 1)
-            keys[k] = v
-    return keys
-
-
-class Service:
-    """pgbouncer.service's ExecStart run as systemd runs it: as its User=,
-    with NOTIFY_SOCKET, main PID = the process started."""
-
-    def __init__(self, c):
-        self.c = c
-        self.u = unit(c, "pgbouncer.service")
-        d = c.file("/run/pgbc-notify")
-        d.mkdir(exist_ok=True)
-        d.chmod(0o777)
-        path = d / "notify.sock"
-        if path.exists():
-            path.unlink()
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        path.chmod(0o777)
-        self.messages = []
-        user = self.u["User"]
-        self.proc = subprocess.Popen(
-            ["chroot", f"--userspec={user}:{user}", str(c.path), "env", "-i",
-             "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET=/run/pgbc-notify/notify.sock"]
-            + shlex.split(self.u["ExecStart"]),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-    def wait_for(self, what, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(what in m for m in self.messages):
-                return True
-            if self.proc.poll() is not None:
-                break
-            self.sock.settimeout(0.2)
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                pass
-        return False
-
-    def reload(self):
-        cmd = self.u["ExecReload"].replace("$MAINPID", str(self.proc.pid))
-        self.c.run(*shlex.split(cmd))
-
-    def stop(self):
-        sig = getattr(signal, self.u.get("KillSignal", "SIGTERM"))
-        rc = stop_pid(self.proc, sig)
-        self.sock.close()
-        return rc
-
-    def log(self):
-        return self.c.file("/var/log/postgresql/pgbouncer.log").read_text(errors="replace")[-3000:]
-
-
 def connect(dbname="app", user="alice", password="secret"):
     with psycopg.connect(host="127.0.0.1", port=PORT, dbname=dbname, user=user,
                          password=password, connect_timeout=5, autocommit=True) as conn:
@@ -127,23 +51,16 @@ def connect(dbname="app", user="alice", password="secret"):
 
 
 def test_stock_pgbouncer_installs_with_a_working_config(chroot, pg):
-    chroot.apt("install", "pgbouncer")
-    assert "1.18" in chroot.run("pgbouncer", "--version").stdout
+    install_stock(chroot)
     chroot.file(INI).write_text(config(pg))
     chroot.file(USERLIST).write_text('"alice" "secret"\n')
-    # systemd-tmpfiles would make the postgres runtime directory
-    chroot.run("install", "-d", "-o", "postgres", "-g", "postgres", "-m", "2775", "/run/postgresql")
     state["before"] = snapshot(chroot)
     assert state["before"][USERLIST][1:] == state["before"][INI][1:]  # postgres, 0640
 
 
 def test_our_package_replaces_stock_without_a_prompt(chroot, debs):
-    for f in debs.glob("pgbouncer-*_*.deb"):
-        if "dbgsym" not in f.name:
-            (chroot.file("/root") / f.name).write_bytes(f.read_bytes())
-    r = chroot.apt("install", f"/root/pgbouncer-consul_{VERSION}_amd64.deb",
-                   f"/root/pgbouncer-helper_{VERSION}_amd64.deb")
-    assert "Configuration file" not in r.stdout, r.stdout
+    out = install_ours(chroot, debs, VERSION)
+    assert "Configuration file" not in out, out
     assert installed(chroot, "pgbouncer-consul").startswith("install ok installed")
     assert not installed(chroot, "pgbouncer").startswith("install ok installed")
     assert snapshot(chroot) == state["before"], "our install changed the operator's config or userlist"
@@ -229,12 +146,8 @@ def test_auth_type_pam_authenticates_through_a_pam_service(chroot, pg):
 
 
 def test_upgrade_to_a_rebuilt_newer_version_keeps_config(chroot, debs_next):
-    for f in debs_next.glob("pgbouncer-*_*.deb"):
-        if "dbgsym" not in f.name:
-            (chroot.file("/root") / f.name).write_bytes(f.read_bytes())
-    r = chroot.apt("install", f"/root/pgbouncer-consul_{NEXT_VERSION}_amd64.deb",
-                   f"/root/pgbouncer-helper_{NEXT_VERSION}_amd64.deb")
-    assert "Configuration file" not in r.stdout, r.stdout
+    out = install_ours(chroot, debs_next, NEXT_VERSION)
+    assert "Configuration file" not in out, out
     assert installed(chroot, "pgbouncer-consul") == f"install ok installed {NEXT_VERSION}"
     assert snapshot(chroot) == state["before"]
 
