@@ -3,7 +3,8 @@ mmdebstrap from Debian's archive and cached as a tarball under PGBC_CACHE,
 so each run unpacks it in seconds and the machine's own packages stay
 untouched.  The tarball holds what the tests need but do not test (systemd
 for systemd-analyze, the fork's libraries, PostgreSQL's common files) and,
-downloaded but not installed, bookworm's stock pgbouncer."""
+downloaded but not installed, bookworm's stock pgbouncer and postgresql-client
+(psql, which the README's check of SHOW CONSUL runs)."""
 
 import hashlib
 import os
@@ -16,11 +17,12 @@ INCLUDE = [
     "libc-ares2", "libevent-2.1-7", "libssl3", "libpam0g", "libsystemd0",
     "libcurl4", "libjson-c5", "libpq5",
 ]
-# stock pgbouncer's .debs stay in apt's cache (and the lists with them)
+# stock pgbouncer's and psql's .debs stay in apt's cache (and the lists with
+# them): the tests install them as an operator would, offline
 COMMAND = [
     "mmdebstrap", "--mode=root", "--variant=apt", "--include=" + ",".join(INCLUDE),
     "--skip=cleanup/apt/cache", "--skip=cleanup/apt/lists",
-    '--customize-hook=chroot "$1" apt-get install -y -d -q pgbouncer',
+    '--customize-hook=chroot "$1" apt-get install -y -d -q pgbouncer postgresql-client',
     "bookworm", "OUT", MIRROR,
 ]
 
