@@ -94,8 +94,10 @@ install_layout() {
 stage "make install layout" install_layout
 stage "unit tests (make check)" make -j2 check
 # builds the .debs twice (0.2-1 and a 0.2-2 for the upgrade), installs them
-# over bookworm's pgbouncer in a cached mmdebstrap root: about 3 minutes
-PGBC_RESULTS=$results stage "Debian packages: build, lintian, install/upgrade/remove in a bookworm root (tests/package)" \
+# over bookworm's pgbouncer in a cached mmdebstrap root, and once more on a
+# fresh root configured by the README to follow a real Patroni cluster
+# across a switchover: about 4 minutes
+PGBC_RESULTS=$results stage "Debian packages: build, lintian, install/upgrade/remove, follow a Patroni cluster in a bookworm root (tests/package)" \
 	pytest package "$top/tests/package"
 stage "upstream source checks (sums, patches)" pytest build "$top/tests/build"
 stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
