@@ -54,10 +54,14 @@ static const struct command commands[] = {
 	{"backup-hook", cmd_backup_hook,
 	 "backup-hook ACTION ROLE SCOPE | backup-hook CONNINFO\n"
 	 "           [--pgbackrest PATH] [--repo-path DIR] [--timeout DUR]\n"
+	 "           [--pg-path DIR] [--pg-controldata PATH]\n"
 	 "  Patroni callback (on_role_change, on_start, post_init): when this node is\n"
 	 "  the primary, create the repository path, run pgbackrest check and\n"
-	 "  stanza-create or stanza-upgrade as its exit code demands.  Other roles:\n"
-	 "  nothing.  Each pgbackrest run is bounded by --timeout (default 120s).\n"},
+	 "  stanza-create (exit 55) or, on exit 28, stanza-upgrade only when the\n"
+	 "  repository's database (pgbackrest info) is an older major version than\n"
+	 "  this one (pg_controldata of --pg-path, default pg1-path): another system\n"
+	 "  of the same or a newer version is refused.  Other roles: nothing.  Each\n"
+	 "  run is bounded by --timeout (default 120s).\n"},
 	{"upgrade", cmd_upgrade,
 	 "upgrade plan|run --to-version N [--from-step K] [--wait DUR]\n"
 	 "  Major upgrade of the scope's Patroni cluster, driven from Patroni's REST API:\n"

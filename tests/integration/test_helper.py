@@ -922,9 +922,12 @@ def test_backup_hook_as_patroni_callback_on_switchover(consul, cluster, pgbr):
         wait_cluster_healthy(cluster)
 
 
-def test_backup_hook_upgrades_stanza_of_another_system(tmp_path, consul, cluster, pgbr):
-    """The repository holds the stanza of a different database system (as after a
-    major upgrade): check exits 28 and the hook runs stanza-upgrade."""
+def test_backup_hook_refuses_stanza_of_another_system(tmp_path, consul, cluster, pgbr):
+    """The repository holds the stanza of another PostgreSQL 15 system (a second
+    cluster configured with the same repository and stanza): check exits 28
+    (FileInvalid in pgBackRest 2.45's error list, not 51 BackupMismatch), and
+    the hook refuses stanza-upgrade instead of adopting the other system's
+    stanza."""
     uid, gid = pg_ids()
     other = lab.make_workdir("pgbc-helper-other-")
     port = lab.free_port()
@@ -943,6 +946,9 @@ def test_backup_hook_upgrades_stanza_of_another_system(tmp_path, consul, cluster
                             f"--pg1-path={other}/data", f"--pg1-port={port}",
                             f"--pg1-socket-path={other}", "stanza-create"], **as_pg)
         assert r.returncode == 0, r.stderr
+        ctl = subprocess.run([str(lab.PG_BIN / "pg_controldata"), str(other / "data")],
+                             env=dict(os.environ, LC_ALL="C"), **as_pg).stdout
+        other_id = re.search(r"Database system identifier:\s+(\d+)", ctl).group(1)
     finally:
         subprocess.run([str(lab.PG_BIN / "pg_ctl"), "-D", str(other / "data"), "-w", "-m", "fast",
                         "stop"], **as_pg)
@@ -951,6 +957,19 @@ def test_backup_hook_upgrades_stanza_of_another_system(tmp_path, consul, cluster
     ini = write_ini(pgbr["dir"] / "helper.ini", consul)
     r = run_helper("backup-hook", "on_role_change", "master", SCOPE, ini=ini, as_postgres=True,
                    env=pgbr_env(cluster, pgbr, leader))
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr
     assert "check exited with code 28" in r.stderr
-    assert "stanza-upgrade done, check passed" in r.stderr
+    assert f"stanza main belongs to database system {other_id} (PostgreSQL 15), not to " \
+           "this one" in r.stderr and "refusing stanza-upgrade" in r.stderr
+    assert "running pgbackrest --stanza=main stanza-upgrade" not in r.stderr
+    # the other system's stanza is untouched: still its system-id, one db entry
+    dbs = pgbr_info(cluster, pgbr, leader)[0]["db"]
+    assert [str(d["system-id"]) for d in dbs] == [other_id], dbs
+    # the codes the hook acts on, from the installed pgBackRest 2.45 itself
+    r = subprocess.run(["pgbackrest", "version"], capture_output=True, text=True, timeout=30)
+    assert r.stdout.strip() == "pgBackRest 2.45"
+    shutil.rmtree(pgbr["repo"], ignore_errors=True)
+    r = subprocess.run(["pgbackrest", "--stanza=main", "check"], capture_output=True, text=True,
+                       env=dict(os.environ, **pgbr_env(cluster, pgbr, leader)), **{
+                           k: v for k, v in as_pg.items() if k not in ("capture_output", "text")})
+    assert r.returncode == 55 and "[055]" in r.stdout + r.stderr      # FileMissingError
