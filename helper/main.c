@@ -23,6 +23,8 @@ static const struct command commands[] = {
 	 "userlist-sync [--once]\n"
 	 "  Read pg_shadow on the leader (found through Consul) and write auth_file\n"
 	 "  atomically when it changed, then RELOAD PgBouncer through pgbouncer_admin.\n"
+	 "  The new file keeps the old one's owner, group and mode (new: 0600) or the\n"
+	 "  sync fails, leaving it; auth_file's directory must be writable.\n"
 	 "  Without --once: keep running, sync on every leader change and every\n"
 	 "  sync_interval; SIGTERM/SIGINT end it.\n"},
 	{"prepared-queries", cmd_prepared_queries,

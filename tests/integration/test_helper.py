@@ -15,6 +15,7 @@ at bootstrap.  Tests run in file order; each leaves the cluster healthy.
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import os
@@ -439,6 +440,63 @@ def test_userlist_sync_pgbouncer_unreachable_fails(tmp_path, consul, cluster, bo
     r = run_helper("userlist-sync", "--once", ini=ini)
     assert r.returncode == 1 and "pgbouncer admin console" in r.stderr
     assert "plain_md5" in parse_userlist(auth.read_text())
+
+
+def test_userlist_sync_keeps_owner_group_and_mode(consul, cluster, bouncer, request):
+    """PgBouncer reads the auth_file as another user, through its group: the
+    replacement keeps owner, group and mode 0640 (it used to become 0600)."""
+    wd = lab.make_workdir("pgbc-helper-auth-")
+    request.addfinalizer(lambda: cleanup(wd, request))
+    auth = wd / "userlist.txt"
+    auth.write_text('"nobody_yet" "x"\n')
+    nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    os.chown(auth, nobody, nogroup)
+    auth.chmod(0o640)
+    ini = write_ini(wd / "h.ini", consul, auth_file=str(auth),
+                    pgbouncer_admin=bouncer.admin_conninfo,
+                    source=f"user={lab.PG_USER} password={lab.PG_PASSWORD} dbname=postgres")
+    r = run_helper("userlist-sync", "--once", ini=ini)
+    assert r.returncode == 0, r.stderr
+    st = auth.stat()
+    assert "plain_md5" in parse_userlist(auth.read_text())
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (nobody, nogroup, 0o640)
+
+
+def test_userlist_sync_fails_when_owner_cannot_be_kept(consul, cluster, bouncer, request):
+    """Run as postgres: an auth_file owned by root cannot keep its owner, and a
+    directory postgres cannot write cannot take the temp file.  Both fail, name
+    what was wrong, and leave the old file as it was."""
+    wd = lab.make_workdir("pgbc-helper-auth-")          # owned by postgres
+    request.addfinalizer(lambda: cleanup(wd, request))
+    source = f"user={lab.PG_USER} password={lab.PG_PASSWORD} dbname=postgres"
+    auth = wd / "userlist.txt"
+    auth.write_text('"old" "file"\n')
+    os.chown(auth, 0, 0)
+    auth.chmod(0o644)
+    ini = write_ini(wd / "h.ini", consul, auth_file=str(auth), source=source,
+                    pgbouncer_admin=bouncer.admin_conninfo)
+    r = run_helper("userlist-sync", "--once", ini=ini, as_postgres=True)
+    assert r.returncode == 1, r.stderr
+    assert f"cannot keep owner 0:0 of {auth}" in r.stderr
+    st = auth.stat()
+    assert auth.read_text() == '"old" "file"\n'
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o644)
+    assert not list(wd.glob("userlist.txt.tmp.*"))
+    # the directory: root's, the file postgres's
+    ro = wd / "ro"
+    ro.mkdir()
+    os.chown(ro, 0, 0)
+    ro.chmod(0o755)
+    auth2 = ro / "userlist.txt"
+    auth2.write_text('"old" "file"\n')
+    uid, gid = pg_ids()
+    os.chown(auth2, uid, gid)
+    ini2 = write_ini(wd / "h2.ini", consul, auth_file=str(auth2), source=source,
+                     pgbouncer_admin=bouncer.admin_conninfo)
+    r = run_helper("userlist-sync", "--once", ini=ini2, as_postgres=True)
+    assert r.returncode == 1
+    assert f"its directory {ro} is not writable for uid {uid}" in r.stderr
+    assert auth2.read_text() == '"old" "file"\n'
 
 
 def test_userlist_sync_daemon_follows_leader_change(tmp_path, consul, cluster, bouncer,
