@@ -117,6 +117,37 @@ plain_word(const char *s)
 	return true;
 }
 
+/* Patroni's own answer (/patroni: {"patroni": {"scope": ...}}) is helper.ini's scope */
+static bool
+scope_matches(const struct op *op, struct json_object *patroni, char *err, size_t errlen)
+{
+	const char *scope = http_json_text(http_json_member(patroni, "patroni"), "scope");
+	char shown[ERRBUF_VALUE_MAX];
+
+	if (*scope == '\0') {
+		errbuf_set(err, errlen, "patroni %s/patroni does not report its scope: refusing",
+			   op->cfg->patroni_url);
+		return false;
+	}
+	if (strcmp(scope, op->cfg->scope) != 0) {
+		errbuf_printable(scope, shown, sizeof(shown));
+		errbuf_set(err, errlen, "patroni %s serves scope %s, not %s (helper.ini scope): "
+			   "refusing", op->cfg->patroni_url, shown, op->cfg->scope);
+		return false;
+	}
+	return true;
+}
+
+/* "/v1/kv/<namespace>/<scope>/<key>" */
+static bool
+kv_path(const struct op *op, const char *key, char *out, size_t len)
+{
+	if (op->cfg->scope[0] == '\0' || op->cfg->consul.namespace_[0] == '\0')
+		return false;
+	return snprintf(out, len, "/v1/kv/%s/%s/%s", op->cfg->consul.namespace_,
+			op->cfg->scope, key) < (int) len;
+}
+
 bool
 op_discover(struct op *op, char *err, size_t errlen)
 {
@@ -131,6 +162,9 @@ op_discover(struct op *op, char *err, size_t errlen)
 		goto done;
 	patroni = rest_get(op, op->cfg->patroni_url, "/patroni", err, errlen);
 	if (patroni == NULL)
+		goto done;
+	/* before anything else: the cluster we would stop is the one we would remove */
+	if (!scope_matches(op, patroni, err, errlen))
 		goto done;
 	members = http_json_member(cluster, "members");
 	if (members == NULL || !json_object_is_type(members, json_type_array)) {
@@ -721,8 +755,11 @@ op_dcs_remove(struct op *op)
 	char path[600], err[1024];
 	long status;
 
-	snprintf(path, sizeof(path), "/v1/kv/%s/%s/?recurse", op->cfg->consul.namespace_,
-		 op->cfg->scope);
+	/* an empty scope would make this service//?recurse, or the whole namespace */
+	if (!kv_path(op, "?recurse", path, sizeof(path))) {
+		log_error("refusing to remove DCS state without a scope and namespace");
+		return false;
+	}
 	if (op->dry_run) {
 		printf("    [local] DELETE %s%s\n", op->cfg->consul.url, path);
 		printf("    check: GET %s%s answers 404\n", op->cfg->consul.url, path);
@@ -862,6 +899,9 @@ op_begin(struct op *op, struct helper_config *cfg, const char *kind, bool dry_ru
 	char err[1024];
 	bool exists;
 
+	/* the scope names the state file and every DCS path: never run without one */
+	if (!cmd_scope_set(cfg))
+		return OP_BEGIN_USAGE;
 	op_init(op, cfg, kind);
 	op->dry_run = dry_run;
 	if (!op_state_load(op, &exists, err, sizeof(err)) && exists) {

@@ -59,7 +59,8 @@ void op_init(struct op *op, struct helper_config *cfg, const char *kind);
 
 /*
  * GET /cluster and /patroni on patroni_url: members, leader, pause and
- * server version.  False (err filled) without a leader.
+ * server version.  False (err filled) without a leader, or when
+ * patroni_url serves another scope than helper.ini's.
  */
 bool op_discover(struct op *op, char *err, size_t errlen);
 

@@ -300,6 +300,14 @@ def test_upgrade_restore_help_and_bad_arguments(tmp_path):
     assert r.returncode == 2 and "is not a pgBackRest backup label" in r.stderr
     r = run_helper(ini, "restore", "plan", "--upgrade-data-dir", "relative/%m")
     assert r.returncode == 2 and "data_dir: must be an absolute path" in r.stderr
+    # no scope: never a DELETE of service//
+    noscope = tmp_path / "noscope.ini"
+    noscope.write_text("[helper]\npatroni_url = http://127.0.0.1:9\n")
+    for sub in (["upgrade", "plan", "--to-version", "15"], ["restore", "plan"],
+                ["restore", "run"]):
+        r = run_helper(noscope, *sub)
+        assert r.returncode == 2 and "scope is not set" in r.stderr, sub
+        assert "DELETE" not in r.stdout
 
 
 # --------------------------------------------------------------------------- upgrade
@@ -458,3 +466,31 @@ def test_restore_to_backup_set(lab13):
     for n in cluster.names:
         aside = list((cluster.workdir / n).glob("pg15.before-restore-*"))
         assert len(aside) == 1 and (aside[0] / "PG_VERSION").exists(), aside
+
+
+# --------------------------------------------------------------------------- scope
+
+def test_wrong_scope_refused_before_anything_stops(lab13, tmp_path):
+    """patroni_url serves scope raddb, helper.ini says another: upgrade and restore
+    refuse before stopping a member or deleting a key."""
+    cluster = lab13["cluster"]
+    cluster.wait_healthy(90)
+    ini = tmp_path / "wrong.ini"
+    ini.write_text(lab13["ini"].read_text().replace(f"scope = {SCOPE}\n", "scope = other\n"))
+    # a key under the configured scope: the old helper deleted service/other/ recursively
+    cluster.consul.kv_put("service/other/config", '{"ttl":30}')
+    try:
+        before = cluster.consul.kv_list("service/")
+        pids = {n: cluster.member(n).pid for n in cluster.names}
+        for args in (["restore", "run"], ["upgrade", "run", "--to-version", "16"],
+                     ["restore", "plan"]):
+            r = run_helper(ini, *args)
+            assert r.returncode == 1, (args, r.stderr)
+            assert f"serves scope {SCOPE}, not other (helper.ini scope): refusing" in r.stderr
+            assert "stop patroni" not in r.stderr and "DELETE" not in r.stderr + r.stdout
+        assert cluster.consul.kv_list("service/").keys() == before.keys()
+        assert {n: cluster.member(n).pid for n in cluster.names} == pids
+        ok, why = cluster.health()
+        assert ok, why
+    finally:
+        cluster.consul.kv_delete("service/other/", recurse=True)
