@@ -80,14 +80,18 @@ static const struct command commands[] = {
 	 "  %v major version, %s scope, %d data_dir, %b bin_dir.  --wait bounds each\n"
 	 "  wait for patroni (default 5m).\n"},
 	{"restore", cmd_restore,
-	 "restore plan|run [--set LABEL | --target-time T] [--from-step K] [--wait DUR]\n"
+	 "restore plan|run [--set LABEL] [--type default|immediate | --target-time T]\n"
+	 "           [--from-step K] [--wait DUR]\n"
 	 "  Restore the scope's cluster from pgBackRest: stop the standbys, then the\n"
 	 "  leader; remove the scope from the DCS; move the leader's data directory\n"
-	 "  aside (never deleted); pgbackrest restore (--type=immediate for a set or\n"
-	 "  the latest backup, --type=time for T; target action pause); start postgres,\n"
-	 "  pg_wal_replay_resume(), stop it; start the leader's patroni; move the\n"
-	 "  standbys' data aside and re-clone them.  Same plan/run/--from-step and\n"
-	 "  [upgrade] templates as upgrade.\n"},
+	 "  aside (never deleted); pgbackrest restore of the latest backup (or --set\n"
+	 "  LABEL) replaying every archived WAL (--type default, pgBackRest's own), or\n"
+	 "  stopping at the end of the backup set (--type immediate), or at T\n"
+	 "  (--target-time; target action pause, then pg_wal_replay_resume()); start\n"
+	 "  postgres until it leaves recovery, stop it; start the leader's patroni;\n"
+	 "  move the standbys' data aside and re-clone them.  Same plan/run/--from-step\n"
+	 "  and [upgrade] templates as upgrade; both refuse when patroni_url serves\n"
+	 "  another scope than helper.ini's.\n"},
 	{NULL, NULL, NULL}
 };
 

@@ -283,6 +283,13 @@ def wait_replicas_have(cluster: lab.PatroniCluster, sql: str, want) -> None:
         lab.wait_until(seen, 60, 0.3, f"{sql} = {want} on {n}")
 
 
+def wait_archived(conn: psycopg.Connection) -> None:
+    """Switch WAL and wait until pg_stat_archiver shows that segment archived."""
+    seg = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()[0]
+    lab.wait_until(lambda: (conn.execute("select last_archived_wal from pg_stat_archiver")
+                            .fetchone()[0] or "") >= seg, 120, 0.3, f"{seg} archived")
+
+
 # --------------------------------------------------------------------------- usage
 
 def test_upgrade_restore_help_and_bad_arguments(tmp_path):
@@ -300,6 +307,10 @@ def test_upgrade_restore_help_and_bad_arguments(tmp_path):
     assert r.returncode == 2 and "is not a pgBackRest backup label" in r.stderr
     r = run_helper(ini, "restore", "plan", "--upgrade-data-dir", "relative/%m")
     assert r.returncode == 2 and "data_dir: must be an absolute path" in r.stderr
+    r = run_helper(ini, "restore", "plan", "--type", "time")
+    assert r.returncode == 2 and "--type: \"time\" is not default or immediate" in r.stderr
+    r = run_helper(ini, "restore", "plan", "--type", "immediate", "--target-time", "2026-01-02")
+    assert r.returncode == 2 and "--type immediate and --target-time" in r.stderr
     # no scope: never a DELETE of service//
     noscope = tmp_path / "noscope.ini"
     noscope.write_text("[helper]\npatroni_url = http://127.0.0.1:9\n")
@@ -422,7 +433,9 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
 
 # --------------------------------------------------------------------------- restore
 
-def test_restore_to_backup_set(lab13):
+def test_restore_replays_archived_wal(lab13):
+    """The default restore replays every archived WAL: rows written after the last
+    backup are there afterwards; --type immediate is what stops at the backup."""
     cluster, ini = lab13["cluster"], lab13["ini"]
     cluster.wait_healthy(90)
     env = pgbr_env(cluster, lab13["conf"], cluster.leader())
@@ -433,39 +446,48 @@ def test_restore_to_backup_set(lab13):
     assert r.returncode == 0
     info = json.loads(pgbackrest(env, "--stanza=main", "--output=json", "info").stdout)
     label = info[0]["backup"][-1]["label"]
+    # after the last backup: archived before the restore starts
     with leader_conn(cluster) as c:
         c.execute("insert into rst select generate_series(101, 200)")
-        c.execute("delete from upg where id <= 10")
-        c.execute("select pg_switch_wal()")
-    r = run_helper(ini, "restore", "plan", "--set", label)
-    assert r.returncode == 0 and f"restore --type=immediate --target-action=pause" in r.stdout
-    assert f"--set={label}" in r.stdout
-    r = run_helper(ini, "restore", "plan", "--target-time", "2026-01-02 03:04:05+00")
-    assert r.returncode == 0
-    assert "restore --type=time '\\''--target=2026-01-02 03:04:05+00'\\''" in r.stdout
+        c.execute("delete from upg where id between 1 and 10")
+        wait_archived(c)
     t0 = time.monotonic()
     # a broken pgbackrest command: step 5 fails with the old data already aside
-    r = run_helper(ini, "restore", "run", "--set", label,
+    r = run_helper(ini, "restore", "run",
                    "--upgrade-pgbackrest", f"pgbackrest --config={lab13['wd']}/absent.conf "
                    "--pg1-path=%d", timeout=900)
     assert r.returncode == 1
-    assert "step 5/9 (pgbackrest restore (leader)) failed" in r.stderr
+    assert re.search(r"step 5/\d+ \(pgbackrest restore \(leader\)\) failed", r.stderr)
     assert "resume with: pgbouncer-helper [-c FILE] restore run --from-step 5" in r.stderr
     t1 = time.monotonic()
     r = run_helper(ini, "restore", "run", "--from-step", "5", timeout=900)
-    lab.record_timing("restore_resumed_steps_5_to_9_wall", time.monotonic() - t1)
+    lab.record_timing("restore_resumed_steps_5_to_end_wall", time.monotonic() - t1)
     lab.record_timing("restore_total_wall", time.monotonic() - t0)
     assert r.returncode == 0, r.stderr
     assert "restore of scope raddb finished" in r.stderr
     cluster.wait_healthy(120)
     with leader_conn(cluster) as c:
-        assert c.execute("select count(*), max(id) from rst").fetchone() == (100, 100)
-        assert c.execute("select count(*) from upg").fetchone()[0] == ROWS + 1
+        assert c.execute("select count(*), max(id) from rst").fetchone() == (200, 200)
+        assert c.execute("select count(*) from upg").fetchone()[0] == ROWS + 1 - 10
         c.execute("insert into rst values (1000)")
-    wait_replicas_have(cluster, "select count(*) from rst", 101)
+    wait_replicas_have(cluster, "select count(*) from rst", 201)
     for n in cluster.names:
         aside = list((cluster.workdir / n).glob("pg15.before-restore-*"))
         assert len(aside) == 1 and (aside[0] / "PG_VERSION").exists(), aside
+    # the plans: all archived WAL by default; the explicit choice to stop at the end
+    # of a backup set; a point in time
+    r = run_helper(ini, "restore", "plan")
+    assert r.returncode == 0, r.stderr
+    assert "to the latest backup, then every archived WAL (--type default)" in r.stdout
+    assert "restore --type=default" in r.stdout and "--target-action" not in r.stdout
+    assert len(re.findall(r"^step \d+/9: ", r.stdout, re.M)) == 9
+    r = run_helper(ini, "restore", "plan", "--set", label, "--type", "immediate")
+    assert r.returncode == 0, r.stderr
+    assert f"--set={label} restore --type=immediate --target-action=pause" in r.stdout
+    assert "to backup set " + label + ", stopping at its end (--type immediate)" in r.stdout
+    r = run_helper(ini, "restore", "plan", "--target-time", "2026-01-02 03:04:05+00")
+    assert r.returncode == 0
+    assert "restore --type=time '\\''--target=2026-01-02 03:04:05+00'\\''" in r.stdout
 
 
 # --------------------------------------------------------------------------- scope
