@@ -255,14 +255,22 @@ step_replay(struct op *op)
 
 /* ---- step 7 */
 static bool
+step_config_put(struct op *op)
+{
+	return op_dcs_config_put(op);
+}
+
+/* ---- step 8 */
+static bool
 step_start_leader(struct op *op)
 {
 	if (!op_start_patroni(op, op->leader, version_of(op)))
 		return false;
-	return op_wait_patroni_up(op, op->leader, "primary", version_of(op), restore_wait_usec);
+	return op_wait_patroni_up(op, op->leader, "primary", version_of(op),
+				  restore_wait_usec) && op_dcs_config_verify(op);
 }
 
-/* ---- step 8 */
+/* ---- step 9 */
 static bool
 step_reclone(struct op *op)
 {
@@ -282,7 +290,7 @@ step_reclone(struct op *op)
 	return op_wait_streaming(op, restore_wait_usec);
 }
 
-/* ---- step 9 */
+/* ---- step 10 */
 static bool
 step_report(struct op *op)
 {
@@ -314,6 +322,9 @@ static const struct op_step restore_steps[] = {
 	 "already aside) before resuming"},
 	{"start postgres, replay the WAL (at a target: pg_wal_replay_resume()), stop it",
 	 step_replay, "read the recovery log <data_dir>.restore-<stamp>.log"},
+	{"put back the dynamic configuration saved from the DCS (patronictl edit-config)",
+	 step_config_put, "check the Consul url and token; the saved configuration is the "
+	 "dcs_config line of the state file"},
 	{"start patroni on the leader", step_start_leader,
 	 "read the leader's patroni log"},
 	{"move the standbys' data aside and re-clone them", step_reclone,

@@ -39,6 +39,9 @@ SCOPE = "raddb"
 PG13_DEBS = ["postgresql-13", "postgresql-client-13", "libicu67", "libldap-2.4-2",
              "libllvm11", "libssl1.1"]
 ROWS = 5000
+# `patronictl edit-config` values upgrade and restore must carry over (the lab
+# bootstraps with ttl 20, loop_wait 2 and no work_mem)
+EDITED = {"ttl": 23, "loop_wait": 3, "postgresql": {"parameters": {"work_mem": "7MB"}}}
 
 
 # --------------------------------------------------------------------------- PostgreSQL 13
@@ -283,6 +286,32 @@ def wait_replicas_have(cluster: lab.PatroniCluster, sql: str, want) -> None:
         lab.wait_until(seen, 60, 0.3, f"{sql} = {want} on {n}")
 
 
+def edit_config(cluster: lab.PatroniCluster) -> None:
+    """What `patronictl edit-config` does: PATCH /config on the leader."""
+    st, body = cluster.rest(cluster.leader(), "/config", "PATCH", EDITED, timeout=10)
+    assert st == 200, body
+    wait_edited_config(cluster)
+
+
+def wait_edited_config(cluster: lab.PatroniCluster) -> None:
+    """EDITED is in the DCS (GET /config) and in effect on every member."""
+    leader = cluster.wait_for_leader(timeout=60)
+    st, cfg = cluster.rest(leader, "/config")
+    assert st == 200, cfg
+    assert cfg["ttl"] == EDITED["ttl"] and cfg["loop_wait"] == EDITED["loop_wait"], cfg
+    params = cfg["postgresql"]["parameters"]
+    assert params["work_mem"] == "7MB", cfg
+    assert "archive-push" in params["archive_command"], cfg      # the rest is still there
+
+    def in_effect():
+        for n in cluster.names:
+            with psycopg.connect(cluster.dsn(n), autocommit=True) as c:
+                if c.execute("show work_mem").fetchone()[0] != "7MB":
+                    return False
+        return True
+    lab.wait_until(in_effect, 60, 0.5, "work_mem = 7MB on every member")
+
+
 def wait_archived(conn: psycopg.Connection) -> None:
     """Switch WAL and wait until pg_stat_archiver shows that segment archived."""
     seg = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()[0]
@@ -301,8 +330,8 @@ def test_upgrade_restore_help_and_bad_arguments(tmp_path):
     assert run_helper(ini, "upgrade", "run").stderr.count("--to-version is required") == 1
     r = run_helper(ini, "upgrade", "frob", "--to-version", "15")
     assert r.returncode == 2 and "upgrade needs plan or run" in r.stderr
-    r = run_helper(ini, "upgrade", "plan", "--to-version", "15", "--from-step", "12")
-    assert r.returncode == 2 and "not a step number (1..11)" in r.stderr
+    r = run_helper(ini, "upgrade", "plan", "--to-version", "15", "--from-step", "13")
+    assert r.returncode == 2 and "not a step number (1..12)" in r.stderr
     r = run_helper(ini, "restore", "run", "--set", "x;rm -rf /")
     assert r.returncode == 2 and "is not a pgBackRest backup label" in r.stderr
     r = run_helper(ini, "restore", "plan", "--upgrade-data-dir", "relative/%m")
@@ -325,6 +354,7 @@ def test_upgrade_restore_help_and_bad_arguments(tmp_path):
 
 def test_upgrade_plan_lists_commands_and_changes_nothing(lab13):
     cluster, ini = lab13["cluster"], lab13["ini"]
+    edit_config(cluster)
     with leader_conn(cluster) as c:
         c.execute("create table upg (id int primary key, payload text)")
         c.execute(f"insert into upg select g, md5(g::text) from generate_series(1, {ROWS}) g")
@@ -336,13 +366,15 @@ def test_upgrade_plan_lists_commands_and_changes_nothing(lab13):
     cdir = cluster.workdir
     out = r.stdout
     assert f"PostgreSQL 13 -> 15, leader {leader}" in out
-    assert len(re.findall(r"^step \d+/11: ", out, re.M)) == 11
+    assert len(re.findall(r"^step \d+/12: ", out, re.M)) == 12
     assert f"{lab13['bins']}/15/pg_upgrade -b {lab13['bins']}/13 -B {lab13['bins']}/15 " \
            f"-d {cdir}/{leader}/pg13 -D {cdir}/{leader}/pg15" in out
     assert "--data-checksums" in out and "--encoding=UTF8" in out
     assert f"DELETE {cluster.consul.url}/v1/kv/service/{SCOPE}/?recurse" in out
     for n in cluster.names:
         assert f"[{n}] runuser -u postgres -- sh -c 'curl" in out
+    assert "dynamic configuration saved from the DCS: loop_wait 3, ttl 23" in out
+    assert f"PUT {cluster.consul.url}/v1/kv/service/{SCOPE}/config?cas=0" in out
     # nothing changed
     assert cluster.consul.kv_list(cluster.prefix).keys() == before.keys()
     assert not (cdir / leader / "pg15").exists()
@@ -380,12 +412,14 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     t0 = time.monotonic()
     r = run_helper(ini, "upgrade", "run", "--to-version", "15")
     assert r.returncode == 1
-    assert "step 5/11 (pg_upgrade --check, then pg_upgrade (leader)) failed" in r.stderr
+    assert re.search(r"step 5/\d+ \(pg_upgrade --check, then pg_upgrade \(leader\)\) failed",
+                     r.stderr)
     assert "resume with: pgbouncer-helper [-c FILE] upgrade run --to-version 15 " \
            "--from-step 5" in r.stderr
-    assert "step 6/11" not in r.stderr
+    assert not re.search(r"step 6/\d+", r.stderr)
     state = (lab13["wd"] / "state" / f"upgrade-{SCOPE}.state").read_text()
     assert "status=failed" in state and "next_step=5" in state
+    assert '"loop_wait":3' in state          # the saved /config, for a resumed run
     # a plain run now refuses: the state file says an upgrade is half-way
     r2 = run_helper(ini, "upgrade", "run", "--to-version", "15")
     assert r2.returncode == 1 and "stopped at step 5" in r2.stderr
@@ -429,6 +463,8 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     finally:
         bouncer.stop()
     lab.log(f"switchover after upgrade: {sw['old']} -> {sw['new']} in {sw['seconds']:.1f}s")
+    # the edit-config values survived the removal of the DCS state
+    wait_edited_config(cluster)
 
 
 # --------------------------------------------------------------------------- restore
@@ -474,13 +510,14 @@ def test_restore_replays_archived_wal(lab13):
     for n in cluster.names:
         aside = list((cluster.workdir / n).glob("pg15.before-restore-*"))
         assert len(aside) == 1 and (aside[0] / "PG_VERSION").exists(), aside
+    wait_edited_config(cluster)
     # the plans: all archived WAL by default; the explicit choice to stop at the end
     # of a backup set; a point in time
     r = run_helper(ini, "restore", "plan")
     assert r.returncode == 0, r.stderr
     assert "to the latest backup, then every archived WAL (--type default)" in r.stdout
     assert "restore --type=default" in r.stdout and "--target-action" not in r.stdout
-    assert len(re.findall(r"^step \d+/9: ", r.stdout, re.M)) == 9
+    assert len(re.findall(r"^step \d+/10: ", r.stdout, re.M)) == 10
     r = run_helper(ini, "restore", "plan", "--set", label, "--type", "immediate")
     assert r.returncode == 0, r.stderr
     assert f"--set={label} restore --type=immediate --target-action=pause" in r.stdout
