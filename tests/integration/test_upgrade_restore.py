@@ -426,14 +426,34 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     # fix, resume
     broken.unlink()
     broken.symlink_to(lab.PG_BIN / "pg_upgrade")
+    # pgbackrest broken too: the run stops at the stanza-upgrade, with the cluster on 15
     r = run_helper(ini, "upgrade", "run", "--to-version", "15", "--from-step", "5",
+                   "--upgrade-pgbackrest", f"pgbackrest --config={lab13['wd']}/absent.conf "
+                   "--pg1-path=%d", timeout=900)
+    assert r.returncode == 1
+    assert re.search(r"step 11/\d+ \(pgbackrest stanza-upgrade and check \(leader\)\) failed",
+                     r.stderr), r.stderr
+    # the Patroni callback on the upgraded primary: check exits 28, the repository's
+    # database is the old PostgreSQL 13 system (pg_upgrade gave 15 a new system-id), so
+    # this is the major upgrade backup-hook may do stanza-upgrade for
+    cluster.set_version(15)
+    hook = subprocess.run([HELPER, "-c", str(ini), "backup-hook", "on_role_change", "master",
+                           SCOPE], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, **pgbr_env(cluster, lab13["conf"], old_leader)),
+                          **as_pg())
+    lab.log(f"backup-hook -> rc={hook.returncode}\n{hook.stderr}")
+    assert hook.returncode == 0, hook.stderr
+    assert "check exited with code 28" in hook.stderr
+    assert re.search(r"repository database system \d+ \(PostgreSQL 13\), this one \d+ "
+                     r"\(PostgreSQL 15", hook.stderr), hook.stderr
+    assert "stanza-upgrade done, check passed" in hook.stderr
+    r = run_helper(ini, "upgrade", "run", "--to-version", "15", "--from-step", "11",
                    timeout=900)
     elapsed = time.monotonic() - t0
     lab.record_timing("upgrade_13_to_15_total_wall", elapsed)
     assert r.returncode == 0, r.stderr
     assert "upgrade of scope raddb finished" in r.stderr
     assert "$ runuser -u postgres -- sh -c" in r.stderr      # commands are logged
-    cluster.set_version(15)
     cluster.wait_healthy(120)
     assert cluster.leader() == old_leader
     versions = server_versions(cluster)
