@@ -1,7 +1,8 @@
 /*
- * restore plan|run [--set LABEL | --target-time T]: a Patroni cluster back
- * to a pgBackRest backup or a point in time; standbys then leader stopped,
- * old data directories moved aside (never deleted), standbys re-cloned.
+ * restore plan|run [--set LABEL] [--type immediate | --target-time T]: a
+ * Patroni cluster back from pgBackRest, replaying all archived WAL unless
+ * told to stop earlier; standbys then leader stopped, old data directories
+ * moved aside (never deleted), standbys re-cloned.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -19,6 +20,10 @@
 
 #define PATH_LEN HELPER_VALUE_MAX
 #define CMD_LEN OP_CMD_MAX
+
+/* --type: pgBackRest's restore types we offer besides time (--target-time) */
+#define RESTORE_DEFAULT "default"	/* replay every archived WAL segment */
+#define RESTORE_IMMEDIATE "immediate"	/* stop once the backup set is consistent */
 
 static uint64_t restore_wait_usec = UINT64_C(300) * DURATION_USEC_PER_SEC;
 
@@ -97,6 +102,7 @@ step_pgbackrest_restore(struct op *op)
 {
 	char pgbr[CMD_LEN / 2], target[600], data[PATH_LEN], aside[PATH_LEN], cmd[CMD_LEN];
 	const char *set = op_get(op, "set"), *when = op_get(op, "target_time");
+	const char *type = op_get(op, "type");
 	int L = op->leader;
 
 	op->version = version_of(op);
@@ -113,10 +119,14 @@ step_pgbackrest_restore(struct op *op)
 		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore --type=time %s "
 			 "--target-action=pause", pgbr, op->cfg->pgbackrest_stanza,
 			 *set ? " --set=" : "", set, target);
-	} else {
+	} else if (strcmp(type, RESTORE_IMMEDIATE) == 0) {
 		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore --type=immediate "
 			 "--target-action=pause", pgbr, op->cfg->pgbackrest_stanza,
 			 *set ? " --set=" : "", set);
+	} else {
+		/* pgBackRest's default: recover to the end of the archived WAL, then promote */
+		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore --type=default", pgbr,
+			 op->cfg->pgbackrest_stanza, *set ? " --set=" : "", set);
 	}
 	if (!op_exec(op, L, cmd, "pgbackrest restore"))
 		return false;
@@ -225,9 +235,10 @@ step_replay(struct op *op)
 	if (!op_exec(op, L, cmd, "start postgres for recovery"))
 		return false;
 	if (op->dry_run) {
-		op_note(op, "check: on %s:%d (source) wait for pg_is_wal_replay_paused(), "
-			"select pg_wal_replay_resume(), wait until pg_is_in_recovery() is false",
-			op->members[L].host, op->members[L].port);
+		op_note(op, "check: on %s:%d (source) %swait until pg_is_in_recovery() is false",
+			op->members[L].host, op->members[L].port,
+			strcmp(op_get(op, "type"), RESTORE_DEFAULT) == 0 ? "" :
+			"wait for pg_is_wal_replay_paused(), select pg_wal_replay_resume(), ");
 	} else if (!replay_to_target(op)) {
 		snprintf(cmd, sizeof(cmd), "%s/pg_ctl -D %s -m fast -w stop", bin, data);
 		op_exec(op, L, cmd, "stop postgres after the failed recovery");
@@ -244,14 +255,22 @@ step_replay(struct op *op)
 
 /* ---- step 7 */
 static bool
+step_config_put(struct op *op)
+{
+	return op_dcs_config_put(op);
+}
+
+/* ---- step 8 */
+static bool
 step_start_leader(struct op *op)
 {
 	if (!op_start_patroni(op, op->leader, version_of(op)))
 		return false;
-	return op_wait_patroni_up(op, op->leader, "primary", version_of(op), restore_wait_usec);
+	return op_wait_patroni_up(op, op->leader, "primary", version_of(op),
+				  restore_wait_usec) && op_dcs_config_verify(op);
 }
 
-/* ---- step 8 */
+/* ---- step 9 */
 static bool
 step_reclone(struct op *op)
 {
@@ -271,7 +290,7 @@ step_reclone(struct op *op)
 	return op_wait_streaming(op, restore_wait_usec);
 }
 
-/* ---- step 9 */
+/* ---- step 10 */
 static bool
 step_report(struct op *op)
 {
@@ -284,11 +303,8 @@ step_report(struct op *op)
 		op_note(op, "kept: %s's previous data directory %s (remove it once satisfied)",
 			op->members[m].name, aside);
 	}
-	op_note(op, "scope %s restored from stanza %s (%s%s%s), leader %s", op->cfg->scope,
-		op->cfg->pgbackrest_stanza, *op_get(op, "target_time") ? "target time " :
-		"backup set ", *op_get(op, "target_time") ? op_get(op, "target_time") :
-		(*op_get(op, "set") ? op_get(op, "set") : "latest"), "",
-		op->members[op->leader].name);
+	op_note(op, "scope %s restored from stanza %s (%s), leader %s", op->cfg->scope,
+		op->cfg->pgbackrest_stanza, op_get(op, "target"), op->members[op->leader].name);
 	return true;
 }
 
@@ -304,8 +320,11 @@ static const struct op_step restore_steps[] = {
 	{"pgbackrest restore (leader)", step_pgbackrest_restore,
 	 "read pgBackRest's output; empty the new data directory (the old one is "
 	 "already aside) before resuming"},
-	{"start postgres, replay to the target, pg_wal_replay_resume(), stop it",
+	{"start postgres, replay the WAL (at a target: pg_wal_replay_resume()), stop it",
 	 step_replay, "read the recovery log <data_dir>.restore-<stamp>.log"},
+	{"put back the dynamic configuration saved from the DCS (patronictl edit-config)",
+	 step_config_put, "check the Consul url and token; the saved configuration is the "
+	 "dcs_config line of the state file"},
 	{"start patroni on the leader", step_start_leader,
 	 "read the leader's patroni log"},
 	{"move the standbys' data aside and re-clone them", step_reclone,
@@ -332,13 +351,14 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 	static const struct option opts[] = {
 		{"set", required_argument, NULL, 's'},
 		{"target-time", required_argument, NULL, 't'},
+		{"type", required_argument, NULL, 'y'},
 		{"from-step", required_argument, NULL, 'f'},
 		{"wait", required_argument, NULL, 'w'},
 		{NULL, 0, NULL, 0}
 	};
 	static struct op op;
-	const char *set = "", *when = "";
-	char err[1024], resume[128], stamp[32];
+	const char *set = "", *when = "", *type = "";
+	char err[1024], resume[128], stamp[32], target[200];
 	const char *action;
 	struct tm tm;
 	time_t now;
@@ -354,6 +374,9 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 			break;
 		case 't':
 			when = optarg;
+			break;
+		case 'y':
+			type = optarg;
 			break;
 		case 'f':
 			if (!op_parse_step(optarg, RESTORE_STEPS, &from))
@@ -379,6 +402,18 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 		log_error("--target-time: \"%.64s\" is not a timestamp", when);
 		return HELPER_EXIT_USAGE;
 	}
+	if (*type && strcmp(type, RESTORE_DEFAULT) != 0 && strcmp(type, RESTORE_IMMEDIATE) != 0) {
+		log_error("--type: \"%.32s\" is not default or immediate (--target-time T "
+			  "restores to a point in time)", type);
+		return HELPER_EXIT_USAGE;
+	}
+	if (*when && strcmp(type, RESTORE_IMMEDIATE) == 0) {
+		log_error("--type immediate and --target-time exclude each other: the first stops "
+			  "at the end of the backup set, the second at T");
+		return HELPER_EXIT_USAGE;
+	}
+	if (*type == '\0')
+		type = *when ? "time" : RESTORE_DEFAULT;
 	snprintf(resume, sizeof(resume), "pgbouncer-helper [-c FILE] restore run");
 	begin = op_begin(&op, cfg, "restore", strcmp(action, "plan") == 0, from);
 	if (begin == OP_BEGIN_USAGE)
@@ -386,9 +421,9 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 	if (begin == OP_BEGIN_FAIL)
 		return HELPER_EXIT_FAIL;
 	if (begin == OP_BEGIN_RESUME) {
-		if (*set || *when)
-			log_warning("--set/--target-time ignored when resuming: the state file's "
-				    "target is used");
+		if (*set || *when || strcmp(type, RESTORE_DEFAULT) != 0)
+			log_warning("--set/--type/--target-time ignored when resuming: the state "
+				    "file's target is used");
 		log_info("resuming the restore of scope %s at step %d (state file %s)",
 			 cfg->scope, from, op.state_path);
 	} else {
@@ -407,11 +442,23 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 		op_set(&op, "stamp", stamp);
 		op_set(&op, "set", set);
 		op_set(&op, "target_time", when);
+		op_set(&op, "type", type);
+		if (*when)
+			snprintf(target, sizeof(target), "to %s%s, then replay to %s "
+				 "(--target-time)", *set ? "backup set " : "the latest backup", set,
+				 when);
+		else if (strcmp(type, RESTORE_IMMEDIATE) == 0)
+			snprintf(target, sizeof(target), "to %s%s, stopping at its end "
+				 "(--type immediate)", *set ? "backup set " : "the latest backup",
+				 set);
+		else
+			snprintf(target, sizeof(target), "to %s%s, then every archived WAL "
+				 "(--type default)", *set ? "backup set " : "the latest backup", set);
+		op_set(&op, "target", target);
 	}
 	if (op.dry_run)
 		printf("restore plan for scope %s: PostgreSQL %d, leader %s, %s, "
 		       "member_command \"%s\"\n", cfg->scope, version_of(&op),
-		       op.members[op.leader].name, *when ? "to a point in time" :
-		       (*set ? "to a backup set" : "to the latest backup"), cfg->member_command);
+		       op.members[op.leader].name, op_get(&op, "target"), cfg->member_command);
 	return op_run_steps(&op, restore_steps, RESTORE_STEPS, from, resume);
 }

@@ -188,12 +188,20 @@ step_point_config(struct op *op)
 
 /* ---- step 8 */
 static bool
+step_config_put(struct op *op)
+{
+	return op_dcs_config_put(op);
+}
+
+/* ---- step 9 */
+static bool
 step_start(struct op *op)
 {
 	int m, v = new_version(op);
 
 	if (!op_start_patroni(op, op->leader, v) ||
-	    !op_wait_patroni_up(op, op->leader, "primary", v, upgrade_wait_usec))
+	    !op_wait_patroni_up(op, op->leader, "primary", v, upgrade_wait_usec) ||
+	    !op_dcs_config_verify(op))
 		return false;
 	for (m = 0; m < op->member_count; m++) {
 		if (m != op->leader && !op_start_patroni(op, m, v))
@@ -206,7 +214,7 @@ step_start(struct op *op)
 	return op_wait_streaming(op, upgrade_wait_usec);
 }
 
-/* ---- step 9 */
+/* ---- step 10 */
 static bool
 step_vacuum(struct op *op)
 {
@@ -224,7 +232,7 @@ step_vacuum(struct op *op)
 	return op_exec(op, L, cmd, "vacuumdb");
 }
 
-/* ---- step 10 */
+/* ---- step 11 */
 static bool
 step_stanza_upgrade(struct op *op)
 {
@@ -244,7 +252,7 @@ step_stanza_upgrade(struct op *op)
 	return op_exec(op, L, cmd, "pgbackrest check");
 }
 
-/* ---- step 11 */
+/* ---- step 12 */
 static bool
 step_report(struct op *op)
 {
@@ -291,6 +299,9 @@ static const struct op_step upgrade_steps[] = {
 	 step_point_config,
 	 "each patroni config needs data_dir: and bin_dir: lines under postgresql:; "
 	 "the previous file is kept as <config>.before-upgrade-<version>"},
+	{"put back the dynamic configuration saved from the DCS (patronictl edit-config)",
+	 step_config_put, "check the Consul url and token; the saved configuration is the "
+	 "dcs_config line of the state file"},
 	{"start patroni: the leader, then the replicas (re-cloned)", step_start,
 	 "read the members' patroni logs; patroni_start must start the member"},
 	{"vacuumdb --all --analyze-in-stages (leader)", step_vacuum,

@@ -292,9 +292,11 @@ file_same(const char *path, const char *data, size_t len)
 }
 
 /*
- * Replace path with data: temp file in the same directory, mode 0600,
- * owner and group of the old file kept, fsync, rename, fsync of the
- * directory.  On failure the old file is untouched.
+ * Replace path with data: temp file in the same directory, given the old
+ * file's owner, group and mode (a new file: ours, 0600) before anything is
+ * written, fsync, rename, fsync of the directory.  PgBouncer may run as
+ * another user than we do and read the file through its group: when the
+ * owner or mode cannot be kept, fail.  On failure the old file is untouched.
  */
 static bool
 write_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen)
@@ -303,31 +305,43 @@ write_atomic(const char *path, const char *data, size_t len, char *err, size_t e
 	char dircopy[HELPER_VALUE_MAX];
 	const char *dir;
 	struct stat st;
+	bool exists;
+	mode_t mode = 0600;
 	ssize_t put;
 	size_t off = 0;
 	int fd, dfd;
 
 	snprintf(dircopy, sizeof(dircopy), "%s", path);
 	dir = dirname(dircopy);
+	exists = stat(path, &st) == 0;
+	if (!exists && errno != ENOENT) {
+		errbuf_set(err, errlen, "cannot stat auth_file %s: %s", path, strerror(errno));
+		return false;
+	}
+	if (exists)
+		mode = st.st_mode & 07777;
 	snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
 	fd = mkstemp(tmp);
 	if (fd < 0) {
-		errbuf_set(err, errlen, "cannot create a temporary file beside %s: %s", path,
-			   strerror(errno));
+		if (errno == EACCES || errno == EPERM || errno == EROFS)
+			errbuf_set(err, errlen, "cannot replace %s: its directory %s is not writable "
+				   "for uid %d (userlist-sync writes a temp file there and renames "
+				   "it): %s", path, dir, (int) geteuid(), strerror(errno));
+		else
+			errbuf_set(err, errlen, "cannot create a temporary file beside %s: %s", path,
+				   strerror(errno));
 		return false;
 	}
-	if (fchmod(fd, 0600) != 0) {
-		errbuf_set(err, errlen, "chmod %s: %s", tmp, strerror(errno));
+	if (exists && fchown(fd, st.st_uid, st.st_gid) != 0) {
+		errbuf_set(err, errlen, "cannot keep owner %d:%d of %s on its replacement: %s "
+			   "(run userlist-sync as that user or as root); %s left as it was",
+			   (int) st.st_uid, (int) st.st_gid, path, strerror(errno), path);
 		goto fail;
 	}
-	if (stat(path, &st) == 0 && fchown(fd, st.st_uid, st.st_gid) != 0) {
-		if (errno != EPERM) {
-			errbuf_set(err, errlen, "chown %s: %s", tmp, strerror(errno));
-			goto fail;
-		}
-		/* not root: the new file gets our owner, which the reader must be */
-		log_warning("cannot keep owner %d:%d of %s: %s", (int) st.st_uid,
-			    (int) st.st_gid, path, strerror(errno));
+	if (fchmod(fd, mode) != 0) {
+		errbuf_set(err, errlen, "cannot give %s mode %04o of %s: %s", tmp, (unsigned) mode,
+			   path, strerror(errno));
+		goto fail;
 	}
 	while (off < len) {
 		put = write(fd, data + off, len - off);

@@ -23,6 +23,8 @@ static const struct command commands[] = {
 	 "userlist-sync [--once]\n"
 	 "  Read pg_shadow on the leader (found through Consul) and write auth_file\n"
 	 "  atomically when it changed, then RELOAD PgBouncer through pgbouncer_admin.\n"
+	 "  The new file keeps the old one's owner, group and mode (new: 0600) or the\n"
+	 "  sync fails, leaving it; auth_file's directory must be writable.\n"
 	 "  Without --once: keep running, sync on every leader change and every\n"
 	 "  sync_interval; SIGTERM/SIGINT end it.\n"},
 	{"prepared-queries", cmd_prepared_queries,
@@ -54,16 +56,21 @@ static const struct command commands[] = {
 	{"backup-hook", cmd_backup_hook,
 	 "backup-hook ACTION ROLE SCOPE | backup-hook CONNINFO\n"
 	 "           [--pgbackrest PATH] [--repo-path DIR] [--timeout DUR]\n"
+	 "           [--pg-path DIR] [--pg-controldata PATH]\n"
 	 "  Patroni callback (on_role_change, on_start, post_init): when this node is\n"
 	 "  the primary, create the repository path, run pgbackrest check and\n"
-	 "  stanza-create or stanza-upgrade as its exit code demands.  Other roles:\n"
-	 "  nothing.  Each pgbackrest run is bounded by --timeout (default 120s).\n"},
+	 "  stanza-create (exit 55) or, on exit 28, stanza-upgrade only when the\n"
+	 "  repository's database (pgbackrest info) is an older major version than\n"
+	 "  this one (pg_controldata of --pg-path, default pg1-path): another system\n"
+	 "  of the same or a newer version is refused.  Other roles: nothing.  Each\n"
+	 "  run is bounded by --timeout (default 120s).\n"},
 	{"upgrade", cmd_upgrade,
 	 "upgrade plan|run --to-version N [--from-step K] [--wait DUR]\n"
 	 "  Major upgrade of the scope's Patroni cluster, driven from Patroni's REST API:\n"
-	 "  save pg_hba/pg_ident, stop patroni everywhere, remove the scope from the DCS,\n"
-	 "  initdb + pg_upgrade (--check first) on the leader, restore the files, point\n"
-	 "  each member's patroni config at the new paths, start the leader then the\n"
+	 "  save pg_hba/pg_ident, stop patroni everywhere, save the DCS configuration\n"
+	 "  and remove the scope from the DCS, initdb + pg_upgrade (--check first) on\n"
+	 "  the leader, restore the files, point each member's patroni config at the\n"
+	 "  new paths, put the saved configuration back, start the leader then the\n"
 	 "  replicas (re-cloned), vacuumdb --analyze-in-stages, pgbackrest stanza-upgrade.\n"
 	 "  plan prints every command and host and changes nothing; run executes and\n"
 	 "  checks each step, stops at the first failure and resumes with --from-step.\n"
@@ -74,14 +81,19 @@ static const struct command commands[] = {
 	 "  %v major version, %s scope, %d data_dir, %b bin_dir.  --wait bounds each\n"
 	 "  wait for patroni (default 5m).\n"},
 	{"restore", cmd_restore,
-	 "restore plan|run [--set LABEL | --target-time T] [--from-step K] [--wait DUR]\n"
+	 "restore plan|run [--set LABEL] [--type default|immediate | --target-time T]\n"
+	 "           [--from-step K] [--wait DUR]\n"
 	 "  Restore the scope's cluster from pgBackRest: stop the standbys, then the\n"
-	 "  leader; remove the scope from the DCS; move the leader's data directory\n"
-	 "  aside (never deleted); pgbackrest restore (--type=immediate for a set or\n"
-	 "  the latest backup, --type=time for T; target action pause); start postgres,\n"
-	 "  pg_wal_replay_resume(), stop it; start the leader's patroni; move the\n"
+	 "  leader; save the DCS configuration and remove the scope from the DCS; move\n"
+	 "  the leader's data directory aside (never deleted); pgbackrest restore of\n"
+	 "  the latest backup (or --set LABEL) replaying every archived WAL (--type\n"
+	 "  default, pgBackRest's own), or stopping at the end of the backup set (--type\n"
+	 "  immediate), or at T (--target-time; target action pause, then\n"
+	 "  pg_wal_replay_resume()); start postgres until it leaves recovery, stop it;\n"
+	 "  put the saved configuration back; start the leader's patroni; move the\n"
 	 "  standbys' data aside and re-clone them.  Same plan/run/--from-step and\n"
-	 "  [upgrade] templates as upgrade.\n"},
+	 "  [upgrade] templates as upgrade; both refuse when patroni_url serves\n"
+	 "  another scope than helper.ini's.\n"},
 	{NULL, NULL, NULL}
 };
 

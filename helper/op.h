@@ -15,6 +15,7 @@
 #define OP_MEMBERS_MAX 16
 #define OP_VARS_MAX 16
 #define OP_CMD_MAX 8192
+#define OP_CONFIG_MAX 65536	/* Patroni's dynamic configuration, compact JSON */
 
 struct op_member {
 	char name[128];
@@ -46,6 +47,8 @@ struct op {
 	struct op_var vars[OP_VARS_MAX];
 	int next_step;				/* from the state file */
 	char status[16];			/* "running", "failed", "done" */
+	/* <namespace>/<scope>/config as it was before the DCS removal ("" = not read) */
+	char dcs_config[OP_CONFIG_MAX];
 };
 
 struct op_step {
@@ -59,7 +62,9 @@ void op_init(struct op *op, struct helper_config *cfg, const char *kind);
 
 /*
  * GET /cluster and /patroni on patroni_url: members, leader, pause and
- * server version.  False (err filled) without a leader.
+ * server version, and the dynamic configuration from Consul.  False (err
+ * filled) without a leader, when patroni_url serves another scope than
+ * helper.ini's, or when the scope has no configuration in Consul.
  */
 bool op_discover(struct op *op, char *err, size_t errlen);
 
@@ -118,6 +123,16 @@ bool op_wait_streaming(struct op *op, uint64_t timeout_usec);
 
 /* DELETE <namespace>/<scope>/ recursively in Consul and check it is gone */
 bool op_dcs_remove(struct op *op);
+
+/*
+ * Write the saved dynamic configuration back to <namespace>/<scope>/config
+ * before Patroni starts (it adopts a configuration it finds in the DCS);
+ * a key already there must hold the same configuration.
+ */
+bool op_dcs_config_put(struct op *op);
+
+/* every key of the saved configuration has its value in the leader's GET /config */
+bool op_dcs_config_verify(struct op *op);
 
 /*
  * Run steps[from-1..count-1]: plan prints them; run executes one at a

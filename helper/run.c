@@ -55,8 +55,10 @@ run_describe(char *const argv[], char *out, size_t len)
 		n += (size_t) snprintf(out + n, len - n, "%s%s", i ? " " : "", argv[i]);
 }
 
-bool
-run_command(char *const argv[], uint64_t timeout_usec, int *status, char *err, size_t errlen)
+/* run_command, with the child's stdout on out_fd when out_fd >= 0 */
+static bool
+run_to(char *const argv[], uint64_t timeout_usec, int out_fd, int *status, char *err,
+       size_t errlen)
 {
 	char shown[512];
 	int wstatus = 0;
@@ -76,6 +78,8 @@ run_command(char *const argv[], uint64_t timeout_usec, int *status, char *err, s
 			dup2(fd, STDIN_FILENO);
 			close(fd);
 		}
+		if (out_fd >= 0)
+			dup2(out_fd, STDOUT_FILENO);
 		execvp(argv[0], argv);
 		fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -103,4 +107,35 @@ run_command(char *const argv[], uint64_t timeout_usec, int *status, char *err, s
 		return false;
 	}
 	return true;
+}
+
+bool
+run_command(char *const argv[], uint64_t timeout_usec, int *status, char *err, size_t errlen)
+{
+	return run_to(argv, timeout_usec, -1, status, err, errlen);
+}
+
+bool
+run_capture(char *const argv[], uint64_t timeout_usec, int *status, char *out, size_t outlen,
+	    char *err, size_t errlen)
+{
+	FILE *f = tmpfile();
+	size_t n;
+	bool ok;
+
+	if (f == NULL) {
+		errbuf_set(err, errlen, "cannot create a temporary file for %s's output: %s",
+			   argv[0], strerror(errno));
+		return false;
+	}
+	ok = run_to(argv, timeout_usec, fileno(f), status, err, errlen);
+	rewind(f);
+	n = fread(out, 1, outlen - 1, f);
+	out[n] = '\0';
+	if (ok && fgetc(f) != EOF) {
+		errbuf_set(err, errlen, "%s printed more than %zu bytes", argv[0], outlen - 1);
+		ok = false;
+	}
+	fclose(f);
+	return ok;
 }

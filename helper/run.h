@@ -18,6 +18,13 @@
 bool run_command(char *const argv[], uint64_t timeout_usec, int *status, char *err,
 		 size_t errlen);
 
+/*
+ * run_command with the child's stdout collected into out (NUL-terminated);
+ * false (err filled) also when it printed outlen bytes or more.
+ */
+bool run_capture(char *const argv[], uint64_t timeout_usec, int *status, char *out,
+		 size_t outlen, char *err, size_t errlen);
+
 /* "pgbackrest --stanza=main check" for log lines */
 void run_describe(char *const argv[], char *out, size_t len);
 

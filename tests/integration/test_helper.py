@@ -15,6 +15,7 @@ at bootstrap.  Tests run in file order; each leaves the cluster healthy.
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import os
@@ -439,6 +440,63 @@ def test_userlist_sync_pgbouncer_unreachable_fails(tmp_path, consul, cluster, bo
     r = run_helper("userlist-sync", "--once", ini=ini)
     assert r.returncode == 1 and "pgbouncer admin console" in r.stderr
     assert "plain_md5" in parse_userlist(auth.read_text())
+
+
+def test_userlist_sync_keeps_owner_group_and_mode(consul, cluster, bouncer, request):
+    """PgBouncer reads the auth_file as another user, through its group: the
+    replacement keeps owner, group and mode 0640 (it used to become 0600)."""
+    wd = lab.make_workdir("pgbc-helper-auth-")
+    request.addfinalizer(lambda: cleanup(wd, request))
+    auth = wd / "userlist.txt"
+    auth.write_text('"nobody_yet" "x"\n')
+    nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    os.chown(auth, nobody, nogroup)
+    auth.chmod(0o640)
+    ini = write_ini(wd / "h.ini", consul, auth_file=str(auth),
+                    pgbouncer_admin=bouncer.admin_conninfo,
+                    source=f"user={lab.PG_USER} password={lab.PG_PASSWORD} dbname=postgres")
+    r = run_helper("userlist-sync", "--once", ini=ini)
+    assert r.returncode == 0, r.stderr
+    st = auth.stat()
+    assert "plain_md5" in parse_userlist(auth.read_text())
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (nobody, nogroup, 0o640)
+
+
+def test_userlist_sync_fails_when_owner_cannot_be_kept(consul, cluster, bouncer, request):
+    """Run as postgres: an auth_file owned by root cannot keep its owner, and a
+    directory postgres cannot write cannot take the temp file.  Both fail, name
+    what was wrong, and leave the old file as it was."""
+    wd = lab.make_workdir("pgbc-helper-auth-")          # owned by postgres
+    request.addfinalizer(lambda: cleanup(wd, request))
+    source = f"user={lab.PG_USER} password={lab.PG_PASSWORD} dbname=postgres"
+    auth = wd / "userlist.txt"
+    auth.write_text('"old" "file"\n')
+    os.chown(auth, 0, 0)
+    auth.chmod(0o644)
+    ini = write_ini(wd / "h.ini", consul, auth_file=str(auth), source=source,
+                    pgbouncer_admin=bouncer.admin_conninfo)
+    r = run_helper("userlist-sync", "--once", ini=ini, as_postgres=True)
+    assert r.returncode == 1, r.stderr
+    assert f"cannot keep owner 0:0 of {auth}" in r.stderr
+    st = auth.stat()
+    assert auth.read_text() == '"old" "file"\n'
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o644)
+    assert not list(wd.glob("userlist.txt.tmp.*"))
+    # the directory: root's, the file postgres's
+    ro = wd / "ro"
+    ro.mkdir()
+    os.chown(ro, 0, 0)
+    ro.chmod(0o755)
+    auth2 = ro / "userlist.txt"
+    auth2.write_text('"old" "file"\n')
+    uid, gid = pg_ids()
+    os.chown(auth2, uid, gid)
+    ini2 = write_ini(wd / "h2.ini", consul, auth_file=str(auth2), source=source,
+                     pgbouncer_admin=bouncer.admin_conninfo)
+    r = run_helper("userlist-sync", "--once", ini=ini2, as_postgres=True)
+    assert r.returncode == 1
+    assert f"its directory {ro} is not writable for uid {uid}" in r.stderr
+    assert auth2.read_text() == '"old" "file"\n'
 
 
 def test_userlist_sync_daemon_follows_leader_change(tmp_path, consul, cluster, bouncer,
@@ -922,9 +980,12 @@ def test_backup_hook_as_patroni_callback_on_switchover(consul, cluster, pgbr):
         wait_cluster_healthy(cluster)
 
 
-def test_backup_hook_upgrades_stanza_of_another_system(tmp_path, consul, cluster, pgbr):
-    """The repository holds the stanza of a different database system (as after a
-    major upgrade): check exits 28 and the hook runs stanza-upgrade."""
+def test_backup_hook_refuses_stanza_of_another_system(tmp_path, consul, cluster, pgbr):
+    """The repository holds the stanza of another PostgreSQL 15 system (a second
+    cluster configured with the same repository and stanza): check exits 28
+    (FileInvalid in pgBackRest 2.45's error list, not 51 BackupMismatch), and
+    the hook refuses stanza-upgrade instead of adopting the other system's
+    stanza."""
     uid, gid = pg_ids()
     other = lab.make_workdir("pgbc-helper-other-")
     port = lab.free_port()
@@ -943,6 +1004,9 @@ def test_backup_hook_upgrades_stanza_of_another_system(tmp_path, consul, cluster
                             f"--pg1-path={other}/data", f"--pg1-port={port}",
                             f"--pg1-socket-path={other}", "stanza-create"], **as_pg)
         assert r.returncode == 0, r.stderr
+        ctl = subprocess.run([str(lab.PG_BIN / "pg_controldata"), str(other / "data")],
+                             env=dict(os.environ, LC_ALL="C"), **as_pg).stdout
+        other_id = re.search(r"Database system identifier:\s+(\d+)", ctl).group(1)
     finally:
         subprocess.run([str(lab.PG_BIN / "pg_ctl"), "-D", str(other / "data"), "-w", "-m", "fast",
                         "stop"], **as_pg)
@@ -951,6 +1015,19 @@ def test_backup_hook_upgrades_stanza_of_another_system(tmp_path, consul, cluster
     ini = write_ini(pgbr["dir"] / "helper.ini", consul)
     r = run_helper("backup-hook", "on_role_change", "master", SCOPE, ini=ini, as_postgres=True,
                    env=pgbr_env(cluster, pgbr, leader))
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr
     assert "check exited with code 28" in r.stderr
-    assert "stanza-upgrade done, check passed" in r.stderr
+    assert f"stanza main belongs to database system {other_id} (PostgreSQL 15), not to " \
+           "this one" in r.stderr and "refusing stanza-upgrade" in r.stderr
+    assert "running pgbackrest --stanza=main stanza-upgrade" not in r.stderr
+    # the other system's stanza is untouched: still its system-id, one db entry
+    dbs = pgbr_info(cluster, pgbr, leader)[0]["db"]
+    assert [str(d["system-id"]) for d in dbs] == [other_id], dbs
+    # the codes the hook acts on, from the installed pgBackRest 2.45 itself
+    r = subprocess.run(["pgbackrest", "version"], capture_output=True, text=True, timeout=30)
+    assert r.stdout.strip() == "pgBackRest 2.45"
+    shutil.rmtree(pgbr["repo"], ignore_errors=True)
+    r = subprocess.run(["pgbackrest", "--stanza=main", "check"], capture_output=True, text=True,
+                       env=dict(os.environ, **pgbr_env(cluster, pgbr, leader)), **{
+                           k: v for k, v in as_pg.items() if k not in ("capture_output", "text")})
+    assert r.returncode == 55 and "[055]" in r.stdout + r.stderr      # FileMissingError

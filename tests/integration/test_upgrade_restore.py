@@ -39,6 +39,9 @@ SCOPE = "raddb"
 PG13_DEBS = ["postgresql-13", "postgresql-client-13", "libicu67", "libldap-2.4-2",
              "libllvm11", "libssl1.1"]
 ROWS = 5000
+# `patronictl edit-config` values upgrade and restore must carry over (the lab
+# bootstraps with ttl 20, loop_wait 2 and no work_mem)
+EDITED = {"ttl": 23, "loop_wait": 3, "postgresql": {"parameters": {"work_mem": "7MB"}}}
 
 
 # --------------------------------------------------------------------------- PostgreSQL 13
@@ -283,6 +286,39 @@ def wait_replicas_have(cluster: lab.PatroniCluster, sql: str, want) -> None:
         lab.wait_until(seen, 60, 0.3, f"{sql} = {want} on {n}")
 
 
+def edit_config(cluster: lab.PatroniCluster) -> None:
+    """What `patronictl edit-config` does: PATCH /config on the leader."""
+    st, body = cluster.rest(cluster.leader(), "/config", "PATCH", EDITED, timeout=10)
+    assert st == 200, body
+    wait_edited_config(cluster)
+
+
+def wait_edited_config(cluster: lab.PatroniCluster) -> None:
+    """EDITED is in the DCS (GET /config) and in effect on every member."""
+    leader = cluster.wait_for_leader(timeout=60)
+    st, cfg = cluster.rest(leader, "/config")
+    assert st == 200, cfg
+    assert cfg["ttl"] == EDITED["ttl"] and cfg["loop_wait"] == EDITED["loop_wait"], cfg
+    params = cfg["postgresql"]["parameters"]
+    assert params["work_mem"] == "7MB", cfg
+    assert "archive-push" in params["archive_command"], cfg      # the rest is still there
+
+    def in_effect():
+        for n in cluster.names:
+            with psycopg.connect(cluster.dsn(n), autocommit=True) as c:
+                if c.execute("show work_mem").fetchone()[0] != "7MB":
+                    return False
+        return True
+    lab.wait_until(in_effect, 60, 0.5, "work_mem = 7MB on every member")
+
+
+def wait_archived(conn: psycopg.Connection) -> None:
+    """Switch WAL and wait until pg_stat_archiver shows that segment archived."""
+    seg = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()[0]
+    lab.wait_until(lambda: (conn.execute("select last_archived_wal from pg_stat_archiver")
+                            .fetchone()[0] or "") >= seg, 120, 0.3, f"{seg} archived")
+
+
 # --------------------------------------------------------------------------- usage
 
 def test_upgrade_restore_help_and_bad_arguments(tmp_path):
@@ -294,18 +330,31 @@ def test_upgrade_restore_help_and_bad_arguments(tmp_path):
     assert run_helper(ini, "upgrade", "run").stderr.count("--to-version is required") == 1
     r = run_helper(ini, "upgrade", "frob", "--to-version", "15")
     assert r.returncode == 2 and "upgrade needs plan or run" in r.stderr
-    r = run_helper(ini, "upgrade", "plan", "--to-version", "15", "--from-step", "12")
-    assert r.returncode == 2 and "not a step number (1..11)" in r.stderr
+    r = run_helper(ini, "upgrade", "plan", "--to-version", "15", "--from-step", "13")
+    assert r.returncode == 2 and "not a step number (1..12)" in r.stderr
     r = run_helper(ini, "restore", "run", "--set", "x;rm -rf /")
     assert r.returncode == 2 and "is not a pgBackRest backup label" in r.stderr
     r = run_helper(ini, "restore", "plan", "--upgrade-data-dir", "relative/%m")
     assert r.returncode == 2 and "data_dir: must be an absolute path" in r.stderr
+    r = run_helper(ini, "restore", "plan", "--type", "time")
+    assert r.returncode == 2 and "--type: \"time\" is not default or immediate" in r.stderr
+    r = run_helper(ini, "restore", "plan", "--type", "immediate", "--target-time", "2026-01-02")
+    assert r.returncode == 2 and "--type immediate and --target-time" in r.stderr
+    # no scope: never a DELETE of service//
+    noscope = tmp_path / "noscope.ini"
+    noscope.write_text("[helper]\npatroni_url = http://127.0.0.1:9\n")
+    for sub in (["upgrade", "plan", "--to-version", "15"], ["restore", "plan"],
+                ["restore", "run"]):
+        r = run_helper(noscope, *sub)
+        assert r.returncode == 2 and "scope is not set" in r.stderr, sub
+        assert "DELETE" not in r.stdout
 
 
 # --------------------------------------------------------------------------- upgrade
 
 def test_upgrade_plan_lists_commands_and_changes_nothing(lab13):
     cluster, ini = lab13["cluster"], lab13["ini"]
+    edit_config(cluster)
     with leader_conn(cluster) as c:
         c.execute("create table upg (id int primary key, payload text)")
         c.execute(f"insert into upg select g, md5(g::text) from generate_series(1, {ROWS}) g")
@@ -317,13 +366,15 @@ def test_upgrade_plan_lists_commands_and_changes_nothing(lab13):
     cdir = cluster.workdir
     out = r.stdout
     assert f"PostgreSQL 13 -> 15, leader {leader}" in out
-    assert len(re.findall(r"^step \d+/11: ", out, re.M)) == 11
+    assert len(re.findall(r"^step \d+/12: ", out, re.M)) == 12
     assert f"{lab13['bins']}/15/pg_upgrade -b {lab13['bins']}/13 -B {lab13['bins']}/15 " \
            f"-d {cdir}/{leader}/pg13 -D {cdir}/{leader}/pg15" in out
     assert "--data-checksums" in out and "--encoding=UTF8" in out
     assert f"DELETE {cluster.consul.url}/v1/kv/service/{SCOPE}/?recurse" in out
     for n in cluster.names:
         assert f"[{n}] runuser -u postgres -- sh -c 'curl" in out
+    assert "dynamic configuration saved from the DCS: loop_wait 3, ttl 23" in out
+    assert f"PUT {cluster.consul.url}/v1/kv/service/{SCOPE}/config?cas=0" in out
     # nothing changed
     assert cluster.consul.kv_list(cluster.prefix).keys() == before.keys()
     assert not (cdir / leader / "pg15").exists()
@@ -361,26 +412,48 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     t0 = time.monotonic()
     r = run_helper(ini, "upgrade", "run", "--to-version", "15")
     assert r.returncode == 1
-    assert "step 5/11 (pg_upgrade --check, then pg_upgrade (leader)) failed" in r.stderr
+    assert re.search(r"step 5/\d+ \(pg_upgrade --check, then pg_upgrade \(leader\)\) failed",
+                     r.stderr)
     assert "resume with: pgbouncer-helper [-c FILE] upgrade run --to-version 15 " \
            "--from-step 5" in r.stderr
-    assert "step 6/11" not in r.stderr
+    assert not re.search(r"step 6/\d+", r.stderr)
     state = (lab13["wd"] / "state" / f"upgrade-{SCOPE}.state").read_text()
     assert "status=failed" in state and "next_step=5" in state
+    assert '"loop_wait":3' in state          # the saved /config, for a resumed run
     # a plain run now refuses: the state file says an upgrade is half-way
     r2 = run_helper(ini, "upgrade", "run", "--to-version", "15")
     assert r2.returncode == 1 and "stopped at step 5" in r2.stderr
     # fix, resume
     broken.unlink()
     broken.symlink_to(lab.PG_BIN / "pg_upgrade")
+    # pgbackrest broken too: the run stops at the stanza-upgrade, with the cluster on 15
     r = run_helper(ini, "upgrade", "run", "--to-version", "15", "--from-step", "5",
+                   "--upgrade-pgbackrest", f"pgbackrest --config={lab13['wd']}/absent.conf "
+                   "--pg1-path=%d", timeout=900)
+    assert r.returncode == 1
+    assert re.search(r"step 11/\d+ \(pgbackrest stanza-upgrade and check \(leader\)\) failed",
+                     r.stderr), r.stderr
+    # the Patroni callback on the upgraded primary: check exits 28, the repository's
+    # database is the old PostgreSQL 13 system (pg_upgrade gave 15 a new system-id), so
+    # this is the major upgrade backup-hook may do stanza-upgrade for
+    cluster.set_version(15)
+    hook = subprocess.run([HELPER, "-c", str(ini), "backup-hook", "on_role_change", "master",
+                           SCOPE], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, **pgbr_env(cluster, lab13["conf"], old_leader)),
+                          **as_pg())
+    lab.log(f"backup-hook -> rc={hook.returncode}\n{hook.stderr}")
+    assert hook.returncode == 0, hook.stderr
+    assert "check exited with code 28" in hook.stderr
+    assert re.search(r"repository database system \d+ \(PostgreSQL 13\), this one \d+ "
+                     r"\(PostgreSQL 15", hook.stderr), hook.stderr
+    assert "stanza-upgrade done, check passed" in hook.stderr
+    r = run_helper(ini, "upgrade", "run", "--to-version", "15", "--from-step", "11",
                    timeout=900)
     elapsed = time.monotonic() - t0
     lab.record_timing("upgrade_13_to_15_total_wall", elapsed)
     assert r.returncode == 0, r.stderr
     assert "upgrade of scope raddb finished" in r.stderr
     assert "$ runuser -u postgres -- sh -c" in r.stderr      # commands are logged
-    cluster.set_version(15)
     cluster.wait_healthy(120)
     assert cluster.leader() == old_leader
     versions = server_versions(cluster)
@@ -410,11 +483,15 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     finally:
         bouncer.stop()
     lab.log(f"switchover after upgrade: {sw['old']} -> {sw['new']} in {sw['seconds']:.1f}s")
+    # the edit-config values survived the removal of the DCS state
+    wait_edited_config(cluster)
 
 
 # --------------------------------------------------------------------------- restore
 
-def test_restore_to_backup_set(lab13):
+def test_restore_replays_archived_wal(lab13):
+    """The default restore replays every archived WAL: rows written after the last
+    backup are there afterwards; --type immediate is what stops at the backup."""
     cluster, ini = lab13["cluster"], lab13["ini"]
     cluster.wait_healthy(90)
     env = pgbr_env(cluster, lab13["conf"], cluster.leader())
@@ -425,36 +502,74 @@ def test_restore_to_backup_set(lab13):
     assert r.returncode == 0
     info = json.loads(pgbackrest(env, "--stanza=main", "--output=json", "info").stdout)
     label = info[0]["backup"][-1]["label"]
+    # after the last backup: archived before the restore starts
     with leader_conn(cluster) as c:
         c.execute("insert into rst select generate_series(101, 200)")
-        c.execute("delete from upg where id <= 10")
-        c.execute("select pg_switch_wal()")
-    r = run_helper(ini, "restore", "plan", "--set", label)
-    assert r.returncode == 0 and f"restore --type=immediate --target-action=pause" in r.stdout
-    assert f"--set={label}" in r.stdout
-    r = run_helper(ini, "restore", "plan", "--target-time", "2026-01-02 03:04:05+00")
-    assert r.returncode == 0
-    assert "restore --type=time '\\''--target=2026-01-02 03:04:05+00'\\''" in r.stdout
+        c.execute("delete from upg where id between 1 and 10")
+        wait_archived(c)
     t0 = time.monotonic()
     # a broken pgbackrest command: step 5 fails with the old data already aside
-    r = run_helper(ini, "restore", "run", "--set", label,
+    r = run_helper(ini, "restore", "run",
                    "--upgrade-pgbackrest", f"pgbackrest --config={lab13['wd']}/absent.conf "
                    "--pg1-path=%d", timeout=900)
     assert r.returncode == 1
-    assert "step 5/9 (pgbackrest restore (leader)) failed" in r.stderr
+    assert re.search(r"step 5/\d+ \(pgbackrest restore \(leader\)\) failed", r.stderr)
     assert "resume with: pgbouncer-helper [-c FILE] restore run --from-step 5" in r.stderr
     t1 = time.monotonic()
     r = run_helper(ini, "restore", "run", "--from-step", "5", timeout=900)
-    lab.record_timing("restore_resumed_steps_5_to_9_wall", time.monotonic() - t1)
+    lab.record_timing("restore_resumed_steps_5_to_end_wall", time.monotonic() - t1)
     lab.record_timing("restore_total_wall", time.monotonic() - t0)
     assert r.returncode == 0, r.stderr
     assert "restore of scope raddb finished" in r.stderr
     cluster.wait_healthy(120)
     with leader_conn(cluster) as c:
-        assert c.execute("select count(*), max(id) from rst").fetchone() == (100, 100)
-        assert c.execute("select count(*) from upg").fetchone()[0] == ROWS + 1
+        assert c.execute("select count(*), max(id) from rst").fetchone() == (200, 200)
+        assert c.execute("select count(*) from upg").fetchone()[0] == ROWS + 1 - 10
         c.execute("insert into rst values (1000)")
-    wait_replicas_have(cluster, "select count(*) from rst", 101)
+    wait_replicas_have(cluster, "select count(*) from rst", 201)
     for n in cluster.names:
         aside = list((cluster.workdir / n).glob("pg15.before-restore-*"))
         assert len(aside) == 1 and (aside[0] / "PG_VERSION").exists(), aside
+    wait_edited_config(cluster)
+    # the plans: all archived WAL by default; the explicit choice to stop at the end
+    # of a backup set; a point in time
+    r = run_helper(ini, "restore", "plan")
+    assert r.returncode == 0, r.stderr
+    assert "to the latest backup, then every archived WAL (--type default)" in r.stdout
+    assert "restore --type=default" in r.stdout and "--target-action" not in r.stdout
+    assert len(re.findall(r"^step \d+/10: ", r.stdout, re.M)) == 10
+    r = run_helper(ini, "restore", "plan", "--set", label, "--type", "immediate")
+    assert r.returncode == 0, r.stderr
+    assert f"--set={label} restore --type=immediate --target-action=pause" in r.stdout
+    assert "to backup set " + label + ", stopping at its end (--type immediate)" in r.stdout
+    r = run_helper(ini, "restore", "plan", "--target-time", "2026-01-02 03:04:05+00")
+    assert r.returncode == 0
+    assert "restore --type=time '\\''--target=2026-01-02 03:04:05+00'\\''" in r.stdout
+
+
+# --------------------------------------------------------------------------- scope
+
+def test_wrong_scope_refused_before_anything_stops(lab13, tmp_path):
+    """patroni_url serves scope raddb, helper.ini says another: upgrade and restore
+    refuse before stopping a member or deleting a key."""
+    cluster = lab13["cluster"]
+    cluster.wait_healthy(90)
+    ini = tmp_path / "wrong.ini"
+    ini.write_text(lab13["ini"].read_text().replace(f"scope = {SCOPE}\n", "scope = other\n"))
+    # a key under the configured scope: the old helper deleted service/other/ recursively
+    cluster.consul.kv_put("service/other/config", '{"ttl":30}')
+    try:
+        before = cluster.consul.kv_list("service/")
+        pids = {n: cluster.member(n).pid for n in cluster.names}
+        for args in (["restore", "run"], ["upgrade", "run", "--to-version", "16"],
+                     ["restore", "plan"]):
+            r = run_helper(ini, *args)
+            assert r.returncode == 1, (args, r.stderr)
+            assert f"serves scope {SCOPE}, not other (helper.ini scope): refusing" in r.stderr
+            assert "stop patroni" not in r.stderr and "DELETE" not in r.stderr + r.stdout
+        assert cluster.consul.kv_list("service/").keys() == before.keys()
+        assert {n: cluster.member(n).pid for n in cluster.names} == pids
+        ok, why = cluster.health()
+        assert ok, why
+    finally:
+        cluster.consul.kv_delete("service/other/", recurse=True)
