@@ -262,6 +262,16 @@ def test_show_registered_by_plugin(bouncer, pg_a):
     assert bouncer.admin("show version")[0][0].startswith("PgBouncer 1.24.1")
 
 
+def test_show_builtin_name_refused(bouncer, pg_a):
+    started(bouncer, pg_a)
+    # admin.c's own SHOW names, fake_show's included, stay PgBouncer's
+    for name in ("pools", "version", "state", "timezone", "client_encoding"):
+        assert bouncer.command(f"register_show {name}") == "refused", name
+    assert bouncer.admin("show timezone") == [("GMT",)]
+    assert bouncer.command("register_show testplugin_extra") == "ok"
+    assert dict(bouncer.admin("show testplugin_extra"))["reloads"] == "1"
+
+
 def test_server_check_refuses_and_retries(bouncer, pg_a):
     started(bouncer, pg_a, check_query="select pg_is_in_recovery()", refuse_value="f")
     done = threading.Event()

@@ -95,6 +95,8 @@ tp_write_file(const char *name, const char *text)
 	rename(tmp, path);
 }
 
+static bool tp_show(void *ctx, struct pgb_show *show);
+
 /* one command line: verb db [args] */
 static void
 tp_run(char *line, char *out, size_t outlen)
@@ -133,6 +135,9 @@ tp_run(char *line, char *out, size_t outlen)
 		snprintf(out, outlen, "host=%s port=%d dbname=%s held=%d paused=%d servers=%d waiting=%d\n",
 			 info.host ? info.host : "", info.port, info.dbname ? info.dbname : "",
 			 info.held, info.paused, info.server_count, info.waiting_clients);
+	} else if (strcmp(verb, "register_show") == 0) {
+		/* here "db" is the SHOW name to register */
+		snprintf(out, outlen, "%s\n", tp.api->register_show(db, tp_show, NULL) ? "ok" : "refused");
 	} else {
 		snprintf(out, outlen, "error: unknown command %s\n", verb);
 	}
