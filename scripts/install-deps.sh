@@ -12,6 +12,7 @@ packages=(
 	libevent-dev libcurl4-openssl-dev libjson-c-dev libpq-dev libssl-dev libc-ares-dev
 	# lab, demo and tests
 	libcmocka-dev clang valgrind openssl iproute2 dnsutils util-linux
+	curl	# the upgrade and restore tests' patroni_stop/patroni_start commands
 	postgresql-15 postgresql-client-15 patroni python3-consul pgbackrest
 	python3-pytest python3-pytest-asyncio python3-pytest-timeout python3-pytest-xdist
 	python3-psycopg python3-filelock python3-yaml
