@@ -53,6 +53,11 @@ make -j2 upstream-plain upstream-asan >"$results/make-variants.log" 2>&1 ||
 echo "build: $((SECONDS - t0)) s; $(upstream/pgbouncer/pgbouncer --version | head -n 1)"
 
 # --- tests ------------------------------------------------------------------
+# a skipped test fails its stage (tests/conftest.py): an all-skipped stage
+# must not print "ok".  PgBouncer's own suite (tests/upstream) runs outside
+# tests/, keeps its 7 legitimate skips (sudo, IPv6) and is judged by
+# comparing builds.
+export PGBC_NO_SKIP=1
 pytest() {
 	# pytest NAME DIR [ARGS...]: Debian's interpreter sees Debian's modules
 	local name=$1 dir=$2
