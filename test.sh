@@ -3,7 +3,11 @@
 # packages it lacks (as root), fetches and verifies the pinned upstream,
 # builds, then runs unit tests, fuzzers, the fork's tests, the attack tests
 # of our security fixes, PgBouncer's own suite (unpatched, fork, fork +
-# plugin) and the integration tests against a real Consul and Patroni lab.  Every server it starts is stopped by PID.
+# plugin) and the integration tests against a real Consul and Patroni lab;
+# then builds the tree again with ASan + UBSan (build-san/) and runs the unit
+# tests, the fork's tests and the plugin's and helper's lab tests on it.
+# A skipped test, and any sanitizer report, fails its stage.  Every server
+# it starts is stopped by PID.
 # Usage: ./test.sh [--quick]   (--quick skips PgBouncer's own suite)
 set -euo pipefail
 
@@ -93,6 +97,74 @@ stage "pgbouncer-helper against the lab" pytest helper "$top/tests/integration/t
 stage "pgbouncer-helper upgrade 13 -> 15 and restore" pytest upgrade-restore "$top/tests/integration/test_upgrade_restore.py"
 stage "consul_redirect.so following the lab" pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
 
+# --- the same code with ASan + UBSan (./configure --enable-sanitizers) ------
+# automake refuses a VPATH build from a source tree configured in place (as
+# this one is, above), so the sanitized tree is a VPATH build from an export
+# of the sources (tracked and untracked, not ignored) in build-san/src; the
+# normal build is untouched.  Every sanitized process writes its reports to
+# files under test-results/sanitizer/STAGE; a report fails the stage.  It is
+# built with clang: GCC's libubsan, beside libasan, ignores log_path and
+# writes its reports only to stderr, where a test would not see them.
+san=$top/build-san
+san_build() {
+	rm -rf "$san"
+	mkdir -p "$san/src" "$san/obj"
+	(cd "$top" && git ls-files -co --exclude-standard -z | tar -c --null -T - -f -) | tar -x -C "$san/src" &&
+		(cd "$san/src" && autoreconf -fi && cd "$san/obj" && ../src/configure --enable-sanitizers CC=clang &&
+			make -j2 && make -j2 tests/plugin/test_plugin.la) >"$results/san-build.log" 2>&1 ||
+		{ tail -n 40 "$results/san-build.log"; return 1; }
+	"$san/obj/upstream/pgbouncer/pgbouncer" --version | head -n 1
+}
+san_run() {
+	# san_run STAGE COMMAND...: with the sanitizers' reports going to files
+	# (malloc_fill_byte=0: upstream expects zeroed slab memory, which
+	# USUAL_FAKE_SLAB's plain malloc does not give)
+	local logs=$results/sanitizer/$1 rc
+	shift
+	mkdir -p "$logs"
+	chmod 1777 "$logs"   # the fork runs as postgres under root
+	(
+		export ASAN_OPTIONS="log_path=$logs/asan:malloc_fill_byte=0:max_malloc_fill_size=16777216:detect_leaks=1:halt_on_error=1"
+		export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1"
+		export PGBC_SANITIZER_LOGS=$logs
+		"$@"
+	) && rc=0 || rc=$?
+	if [ -n "$(ls -A "$logs")" ]; then
+		echo "sanitizer reports in $logs:"
+		head -n 60 "$logs"/*
+		return 1
+	fi
+	return $rc
+}
+san_unit() {
+	rm -f "$san"/obj/tests/unit/test_*.log "$san"/obj/tests/unit/test_*.trs
+	san_run unit make -C "$san/obj" -j2 check
+}
+stage "sanitizers: build (fork, plugin, helper, tests with ASan + UBSan)" san_build
+stage "sanitizers: unit tests (make check)" san_unit
+san_fork() {
+	export PGBC_FORK=$san/obj/upstream/pgbouncer/pgbouncer
+	export PGBC_TEST_PLUGIN=$san/obj/tests/plugin/.libs/test_plugin.so
+	pytest fork-tests-san "$top/tests/fork"
+}
+stage "sanitizers: fork and plugin interface (tests/fork)" san_run fork san_fork
+san_lab() {
+	# san_lab NAME TEST...: lab tests with the sanitized fork, plugin, helper
+	local name=$1
+	shift
+	export PGBC_PGBOUNCER=$san/obj/upstream/pgbouncer/pgbouncer
+	export PGBC_PLUGIN=$san/obj/plugin/.libs/consul_redirect.so
+	export PGBC_HELPER=$san/obj/helper/pgbouncer-helper
+	pytest "$name" "$@"
+}
+# all of the plugin's integration tests (about 145 s sanitized) and the
+# helper's (about 120 s); the upgrade/restore tests (minutes of pg_upgrade
+# and pgBackRest, little of our code) run on the normal build only
+stage "sanitizers: consul_redirect.so following the lab" san_run lab san_lab consul-redirect-san \
+	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
+stage "sanitizers: pgbouncer-helper against the lab" san_run helper san_lab helper-san \
+	"$top/tests/integration/test_helper.py"
+
 if [ "$quick" = no ]; then
 	upstream_suite() {
 		local u=$results/upstream plugin=tests/plugin/.libs/test_plugin.so lost
@@ -125,5 +197,5 @@ say "summary"
 [ ${#failures[@]} -eq 0 ] || printf 'FAILED stages: %s\n' "${failures[*]}"
 # the closing line counts our own tests (unit + pytest); PgBouncer's own
 # suite is reported and compared above
-/usr/bin/python3 tests/summary.py "$results"
+/usr/bin/python3 tests/summary.py "$results" . "$san/obj"
 [ ${#failures[@]} -eq 0 ]

@@ -5,9 +5,15 @@ judged by comparing builds instead.
 
 PGBC_NO_SKIP=1 (test.sh sets it): a skipped test or module is a failure.
 A stage whose tests all skip (e.g. the lab when not run as root) must not
-print "ok"; run by hand without the variable, skips stay skips."""
+print "ok"; run by hand without the variable, skips stay skips.
+
+PGBC_SANITIZER_LOGS=DIR (test.sh sets it for the --enable-sanitizers
+build, with ASAN_OPTIONS/UBSAN_OPTIONS log_path under DIR): a report file
+that appears in DIR fails the test during which it appeared, and one that
+appears later (a process stopped at session end) fails the session."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +42,35 @@ def pytest_make_collect_report(collector):
     if NO_SKIP and rep.skipped:
         rep.outcome = "failed"
         rep.longrepr = f"{WHY}: {_reason(rep.longrepr)}"
+
+
+SANITIZER_LOGS = os.environ.get("PGBC_SANITIZER_LOGS")
+
+
+def _reports():
+    return set(Path(SANITIZER_LOGS).glob("*")) if SANITIZER_LOGS else set()
+
+
+def _report_text(paths):
+    return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[:20000]}" for p in sorted(paths))
+
+
+@pytest.fixture(autouse=True)
+def _no_sanitizer_report():
+    """Set up before, torn down after, every other fixture of the test: the
+    processes a test started are stopped (and have written any leak report)
+    by the time this looks."""
+    before = _reports()
+    yield
+    new = _reports() - before
+    if new:
+        pytest.fail("sanitizer report(s):\n" + _report_text(new), pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not SANITIZER_LOGS:
+        return
+    reports = _reports()
+    if reports:
+        print("\nsanitizer reports in " + SANITIZER_LOGS + ":\n" + _report_text(reports))
+        session.exitstatus = 1
