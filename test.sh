@@ -4,7 +4,11 @@
 # builds, then runs unit tests, fuzzers, the fork's tests, the attack tests
 # of our security fixes, PgBouncer's own suite (unpatched, fork, fork +
 # plugin), the Debian packages installed in a throwaway bookworm root, and
-# the integration tests against a real Consul and Patroni lab.  Every server it starts is stopped by PID.
+# the integration tests against a real Consul and Patroni lab; then builds
+# the tree again with ASan + UBSan (build-san/) and runs the unit tests, the
+# fork's tests and the plugin's and helper's lab tests on it.  A skipped
+# test, and any sanitizer report, fails its stage.  Every server it starts
+# is stopped by PID.
 # Usage: ./test.sh [--quick]   (--quick skips PgBouncer's own suite)
 set -euo pipefail
 
@@ -17,6 +21,8 @@ export PGBC_CACHE=${PGBC_CACHE:-$([ "$(id -u)" = 0 ] && echo /var/cache/pgbounce
 results=$top/test-results
 rm -rf "$results"
 mkdir -p "$results"
+# tests/summary.py counts only results newer than this
+touch "$results/.started"
 failures=()
 
 say() { printf '\n=== %s\n' "$*"; }
@@ -52,6 +58,11 @@ make -j2 upstream-plain upstream-asan >"$results/make-variants.log" 2>&1 ||
 echo "build: $((SECONDS - t0)) s; $(upstream/pgbouncer/pgbouncer --version | head -n 1)"
 
 # --- tests ------------------------------------------------------------------
+# a skipped test fails its stage (tests/conftest.py): an all-skipped stage
+# must not print "ok".  PgBouncer's own suite (tests/upstream) runs outside
+# tests/, keeps its 7 legitimate skips (sudo, IPv6) and is judged by
+# comparing builds.
+export PGBC_NO_SKIP=1
 pytest() {
 	# pytest NAME DIR [ARGS...]: Debian's interpreter sees Debian's modules
 	local name=$1 dir=$2
@@ -92,7 +103,13 @@ install_layout() {
 	"$d$p/sbin/pgbouncer" --version | head -n 1
 }
 stage "make install layout" install_layout
-stage "unit tests (make check)" make -j2 check
+unit_tests() {
+	# make check leaves its logs beside the tests: remove the last run's, so
+	# a test that no longer builds cannot be counted from them
+	rm -f tests/unit/test_*.log tests/unit/test_*.trs test-suite.log
+	make -j2 check
+}
+stage "unit tests (make check)" unit_tests
 # builds the .debs twice (0.2-1 and a 0.2-2 for the upgrade), installs them
 # over bookworm's pgbouncer in a cached mmdebstrap root, and once more on a
 # fresh root configured by the README to follow a real Patroni cluster
@@ -108,25 +125,97 @@ stage "pgbouncer-helper against the lab" pytest helper "$top/tests/integration/t
 stage "pgbouncer-helper upgrade 13 -> 15 and restore" pytest upgrade-restore "$top/tests/integration/test_upgrade_restore.py"
 stage "consul_redirect.so following the lab" pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
 
+# --- the same code with ASan + UBSan (./configure --enable-sanitizers) ------
+# automake refuses a VPATH build from a source tree configured in place (as
+# this one is, above), so the sanitized tree is a VPATH build from an export
+# of the sources (tracked and untracked, not ignored) in build-san/src; the
+# normal build is untouched.  Every sanitized process writes its reports to
+# files under test-results/sanitizer/STAGE; a report fails the stage.  It is
+# built with clang: GCC's libubsan, beside libasan, ignores log_path and
+# writes its reports only to stderr, where a test would not see them.
+san=$top/build-san
+san_build() {
+	rm -rf "$san"
+	mkdir -p "$san/src" "$san/obj"
+	(cd "$top" && git ls-files -co --exclude-standard -z | tar -c --null -T - -f -) | tar -x -C "$san/src" &&
+		(cd "$san/src" && autoreconf -fi && cd "$san/obj" && ../src/configure --enable-sanitizers CC=clang &&
+			make -j2 && make -j2 tests/plugin/test_plugin.la) >"$results/san-build.log" 2>&1 ||
+		{ tail -n 40 "$results/san-build.log"; return 1; }
+	"$san/obj/upstream/pgbouncer/pgbouncer" --version | head -n 1
+}
+san_run() {
+	# san_run STAGE COMMAND...: with the sanitizers' reports going to files
+	# (malloc_fill_byte=0: upstream expects zeroed slab memory, which
+	# USUAL_FAKE_SLAB's plain malloc does not give)
+	local logs=$results/sanitizer/$1 rc
+	shift
+	mkdir -p "$logs"
+	chmod 1777 "$logs"   # the fork runs as postgres under root
+	(
+		export ASAN_OPTIONS="log_path=$logs/asan:malloc_fill_byte=0:max_malloc_fill_size=16777216:detect_leaks=1:halt_on_error=1"
+		export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1"
+		export PGBC_SANITIZER_LOGS=$logs
+		"$@"
+	) && rc=0 || rc=$?
+	if [ -n "$(ls -A "$logs")" ]; then
+		echo "sanitizer reports in $logs:"
+		head -n 60 "$logs"/*
+		return 1
+	fi
+	return $rc
+}
+san_unit() {
+	rm -f "$san"/obj/tests/unit/test_*.log "$san"/obj/tests/unit/test_*.trs
+	san_run unit make -C "$san/obj" -j2 check
+}
+stage "sanitizers: build (fork, plugin, helper, tests with ASan + UBSan)" san_build
+stage "sanitizers: unit tests (make check)" san_unit
+san_fork() {
+	export PGBC_FORK=$san/obj/upstream/pgbouncer/pgbouncer
+	export PGBC_TEST_PLUGIN=$san/obj/tests/plugin/.libs/test_plugin.so
+	pytest fork-tests-san "$top/tests/fork"
+}
+stage "sanitizers: fork and plugin interface (tests/fork)" san_run fork san_fork
+san_lab() {
+	# san_lab NAME TEST...: lab tests with the sanitized fork, plugin, helper
+	local name=$1
+	shift
+	export PGBC_PGBOUNCER=$san/obj/upstream/pgbouncer/pgbouncer
+	export PGBC_PLUGIN=$san/obj/plugin/.libs/consul_redirect.so
+	export PGBC_HELPER=$san/obj/helper/pgbouncer-helper
+	pytest "$name" "$@"
+}
+# all of the plugin's integration tests (about 145 s sanitized) and the
+# helper's (about 120 s); the upgrade/restore tests (minutes of pg_upgrade
+# and pgBackRest, little of our code) run on the normal build only
+stage "sanitizers: consul_redirect.so following the lab" san_run lab san_lab consul-redirect-san \
+	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
+stage "sanitizers: pgbouncer-helper against the lab" san_run helper san_lab helper-san \
+	"$top/tests/integration/test_helper.py"
+
 if [ "$quick" = no ]; then
 	upstream_suite() {
-		local u=$results/upstream plugin=tests/plugin/.libs/test_plugin.so label lost args=()
+		local u=$results/upstream plugin=tests/plugin/.libs/test_plugin.so lost
 		mkdir -p "$u"
 		tests/upstream/run.sh upstream/plain unpatched "$u" &&
 		tests/upstream/run.sh upstream/pgbouncer fork "$u" &&
 		tests/upstream/run.sh upstream/pgbouncer fork-with-plugin "$u" "$plugin" || return 1
-		# what passed unpatched but failed on the fork runs once more, alone
-		for label in fork fork-with-plugin; do
-			lost=$(/usr/bin/python3 tests/upstream/compare.py --lost "$u/unpatched.junit.xml" "$u/$label.junit.xml")
-			if [ -n "$lost" ]; then
-				tests/upstream/run.sh upstream/pgbouncer "$label-again" "$u" \
-					"$([ "$label" = fork ] || echo "$plugin")" "$lost"
-				args+=("$u/$label.junit.xml,$u/$label-again.junit.xml")
-			else
-				args+=("$u/$label.junit.xml")
-			fi
-		done
-		/usr/bin/python3 tests/upstream/compare.py "$u/unpatched.junit.xml" "${args[@]}"
+		# what passed unpatched but failed on a fork build runs once more,
+		# alone, on all three builds the same way (compare.py: lost when the
+		# unpatched build passes it again and the fork does not)
+		lost=$(/usr/bin/python3 tests/upstream/compare.py --lost "$u/unpatched.junit.xml" \
+			"$u/fork.junit.xml" "$u/fork-with-plugin.junit.xml")
+		if [ -z "$lost" ]; then
+			/usr/bin/python3 tests/upstream/compare.py "$u/unpatched.junit.xml" \
+				"$u/fork.junit.xml" "$u/fork-with-plugin.junit.xml"
+			return
+		fi
+		tests/upstream/run.sh upstream/plain unpatched-again "$u" "" "$lost" &&
+		tests/upstream/run.sh upstream/pgbouncer fork-again "$u" "" "$lost" &&
+		tests/upstream/run.sh upstream/pgbouncer fork-with-plugin-again "$u" "$plugin" "$lost" || return 1
+		/usr/bin/python3 tests/upstream/compare.py "$u/unpatched.junit.xml,$u/unpatched-again.junit.xml" \
+			"$u/fork.junit.xml,$u/fork-again.junit.xml" \
+			"$u/fork-with-plugin.junit.xml,$u/fork-with-plugin-again.junit.xml"
 	}
 	stage "PgBouncer's own suite: unpatched vs fork vs fork + plugin" upstream_suite
 fi
@@ -136,5 +225,5 @@ say "summary"
 [ ${#failures[@]} -eq 0 ] || printf 'FAILED stages: %s\n' "${failures[*]}"
 # the closing line counts our own tests (unit + pytest); PgBouncer's own
 # suite is reported and compared above
-/usr/bin/python3 tests/summary.py "$results"
+/usr/bin/python3 tests/summary.py "$results" . "$san/obj"
 [ ${#failures[@]} -eq 0 ]

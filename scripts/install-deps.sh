@@ -14,7 +14,8 @@ packages=(
 	# the Debian packages and their install tests (tests/package)
 	debhelper fakeroot lintian mmdebstrap systemd
 	# lab, demo and tests
-	libcmocka-dev clang valgrind openssl iproute2 dnsutils util-linux curl
+	libcmocka-dev clang valgrind openssl iproute2 dnsutils util-linux
+	curl	# the upgrade and restore tests' patroni_stop/patroni_start commands
 	postgresql-15 postgresql-client-15 patroni python3-consul pgbackrest
 	python3-pytest python3-pytest-asyncio python3-pytest-timeout python3-pytest-xdist
 	python3-psycopg python3-filelock python3-yaml

@@ -36,7 +36,7 @@ class Bouncer:
         self.proc = None
         (self.dir / "userlist.txt").write_text('"postgres" ""\n')
 
-    def write_config(self, databases, plugins=None, sections="", extra=""):
+    def write_config(self, databases, plugins=None, sections="", extra="", login_retry=15):
         plugins = str(TEST_PLUGIN) if plugins is None else plugins
         self.ini.write_text(
             "[databases]\n" + databases + "\n"
@@ -45,7 +45,7 @@ class Bouncer:
             f"unix_socket_dir = \nlogfile = {self.log}\npidfile = {self.dir}/pgbouncer.pid\n"
             f"auth_type = trust\nauth_file = {self.dir}/userlist.txt\n"
             "admin_users = postgres\npool_mode = transaction\n"
-            "server_login_retry = 15\napplication_name_add_host = 0\n"
+            f"server_login_retry = {login_retry}\napplication_name_add_host = 0\n"
             + (f"plugins = {plugins}\n" if plugins else "")
             + extra
             + "\n" + sections

@@ -147,6 +147,15 @@ class Bouncer:
         return lab.wait_until(lambda: (lambda r: r if pred(r) else None)(self.row(db)),
                               timeout, 0.05, what or f"SHOW CONSUL row of {db}")
 
+    def waiting(self, db: str) -> int:
+        """Clients of db queued for a server (SHOW POOLS cl_waiting)."""
+        return sum(int(r["cl_waiting"]) for r in self.admin("SHOW POOLS") if r["database"] == db)
+
+    def wait_waiting(self, db: str, n: int = 1, timeout: float = 30.0) -> None:
+        """Wait until n clients of db are queued: a query is being held."""
+        lab.wait_until(lambda: self.waiting(db) >= n, timeout, 0.05,
+                       f"{n} client(s) of {db} waiting in SHOW POOLS")
+
     def value(self, db: str, query: str):
         with self.connect(db) as c:
             return c.execute(query).fetchone()[0]

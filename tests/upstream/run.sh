@@ -2,7 +2,8 @@
 # Run PgBouncer's own test suite (pytest) against a built upstream tree, as
 # an unprivileged user, optionally with a plugin loaded in every PgBouncer it
 # starts.  Prints "upstream suite [LABEL]: N passed, N failed, N skipped" and
-# leaves LABEL.junit.xml in OUT_DIR for tests/upstream/compare.py.
+# leaves LABEL.junit.xml in OUT_DIR for tests/upstream/compare.py.  Exits 1
+# when pytest did not produce a result (exit status other than 0 or 1).
 # Usage: run.sh TREE LABEL OUT_DIR [PLUGIN_SO] [TEST_IDS]
 # TEST_IDS: pytest node ids (test/test_x.py::test_y ...) instead of all.
 set -eu
@@ -47,7 +48,19 @@ $as_user env PATH="$pg_bin:/usr/bin:/bin" HOME="$work" \
 		--junitxml='$work/junit.xml' $paths" >"$out/$label.log" 2>&1
 rc=$?
 set -e
+rm -f "$out/$label.junit.xml"
 cp "$work/junit.xml" "$out/$label.junit.xml" 2>/dev/null || true
 tail -n 15 "$out/$label.log"
 summary=$(/usr/bin/python3 "$(dirname "$0")/compare.py" --summary "$out/$label.junit.xml") || summary="no results"
 echo "upstream suite [$label]: $summary (pytest exit $rc, log $out/$label.log)"
+# 0: all passed, 1: some tests failed (compare.py judges those against the
+# unpatched build); anything else is a crash, an interrupt, a collection or
+# usage error, or no tests at all: the run is not a result
+case $rc in
+0 | 1) ;;
+*)
+	echo "upstream suite [$label]: pytest exit $rc: not a test result" >&2
+	exit 1
+	;;
+esac
+[ -s "$out/$label.junit.xml" ] || { echo "upstream suite [$label]: no JUnit file" >&2; exit 1; }
