@@ -17,6 +17,36 @@ PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
                    "all_proxy", "ALL_PROXY")
 
 
+class AgentAnswerHandler(http.server.BaseHTTPRequestHandler):
+    """Request handler of the test proxies in front of the Consul agent:
+    quiet, with one way to answer and one way to ask the agent."""
+
+    def log_message(self, *a):
+        pass
+
+    def forward(self, opener, url: str):
+        """(status, body, X-Consul-Index) of GET url at the agent, with the
+        request's own X-Consul-Token and nothing else."""
+        req = urllib.request.Request(url, headers={
+            k: v for k, v in self.headers.items() if k.lower() == "x-consul-token"})
+        try:
+            with opener.open(req, timeout=120) as r:
+                return r.status, r.read(), r.headers.get("X-Consul-Index")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), e.headers.get("X-Consul-Index")
+
+    def answer(self, status: int, body: bytes, index: str | None = None) -> None:
+        try:
+            self.send_response(status)
+            if index:
+                self.send_header("X-Consul-Index", index)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass
+
+
 def proxy_environment(proxy_url: str, **extra: str) -> dict[str, str]:
     """This process's environment with every proxy variable set to proxy_url
     and no_proxy empty (as good as unset, and it survives being merged into
@@ -109,38 +139,18 @@ class ForwardProxy:
         self._cond = threading.Condition()
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class Handler(AgentAnswerHandler):
             def do_GET(self):
                 with proxy._cond:
                     proxy.request_lines.append(self.requestline)
                     proxy.proxy_auth.append(self.headers.get("Proxy-Authorization"))
                     proxy._cond.notify_all()
                 if not self.path.startswith(proxy.consul_url + "/"):
-                    return self._send(502, b"not the agent", None)
-                req = urllib.request.Request(self.path, headers={
-                    k: v for k, v in self.headers.items() if k.lower() == "x-consul-token"})
+                    return self.answer(502, b"not the agent")
                 try:
-                    with opener.open(req, timeout=120) as r:
-                        body, status, idx = r.read(), r.status, r.headers.get("X-Consul-Index")
-                except urllib.error.HTTPError as e:
-                    body, status, idx = e.read(), e.code, e.headers.get("X-Consul-Index")
+                    self.answer(*self.forward(opener, self.path))
                 except OSError:
-                    body, status, idx = b"agent unreachable", 502, None
-                self._send(status, body, idx)
-
-            def _send(self, status, body, index):
-                try:
-                    self.send_response(status)
-                    if index:
-                        self.send_header("X-Consul-Index", index)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass
+                    self.answer(502, b"agent unreachable")
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

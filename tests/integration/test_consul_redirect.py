@@ -32,7 +32,7 @@ import pytest
 
 import lab
 from fork import PGBOUNCER, PLUGIN, Bouncer, db_line
-from proxy_traps import ByteRecorder, ForwardProxy, proxy_environment
+from proxy_traps import AgentAnswerHandler, ByteRecorder, ForwardProxy, proxy_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
 
@@ -929,42 +929,20 @@ class FaultProxy:
         self.consul, self.mode, self.requests = consul, "pass", 0
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class Handler(AgentAnswerHandler):
             def do_GET(self):
                 proxy.requests += 1
                 mode = proxy.mode
                 if mode == "slow":
                     time.sleep(12)
-                    return self._send(200, b"[]")
+                    return self.answer(200, b"[]")
                 if mode == "500":
-                    return self._send(500, b"No cluster leader")
+                    return self.answer(500, b"No cluster leader")
                 if mode == "garbage":
-                    return self._send(200, b"<html>not consul</html>", index="999999")
+                    return self.answer(200, b"<html>not consul</html>", index="999999")
                 if mode == "huge":
-                    return self._send(200, b"[" + b" " * (2 * 1024 * 1024) + b"]", index="999999")
-                req = urllib.request.Request(proxy.consul.url + self.path,
-                                             headers={k: v for k, v in self.headers.items()
-                                                      if k.lower() == "x-consul-token"})
-                try:
-                    with proxy._opener.open(req, timeout=120) as r:
-                        body, status, idx = r.read(), r.status, r.headers.get("X-Consul-Index")
-                except urllib.error.HTTPError as e:
-                    body, status, idx = e.read(), e.code, e.headers.get("X-Consul-Index")
-                self._send(status, body, idx)
-
-            def _send(self, status, body, index=None):
-                try:
-                    self.send_response(status)
-                    if index:
-                        self.send_header("X-Consul-Index", index)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass
+                    return self.answer(200, b"[" + b" " * (2 * 1024 * 1024) + b"]", index="999999")
+                self.answer(*self.forward(proxy._opener, proxy.consul.url + self.path))
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -33,6 +33,16 @@ def stuck(p):
     return any(p.spinning() for _ in range(3))
 
 
+def assert_unpatched_hangs(pooler, attack, settings=""):
+    """Run attack(port) -> socket against the unpatched build: it must end
+    up stuck in a loop; the socket is closed and the build killed."""
+    plain = pooler("unpatched").configure(settings).start()
+    s = attack(plain.port)
+    assert stuck(plain), f"unpatched build kept serving:\n{plain.output()}"
+    s.close()
+    plain.stop(signal.SIGKILL)
+
+
 def drain(sock, limit=64 << 20):
     """Read what the pooler sends until it closes (bounded)."""
     got = 0
@@ -96,11 +106,7 @@ def send_huge_scram_nonce(port):
 
 
 def test_cve_2026_6668_pktbuf_growth_overflow(pooler):
-    plain = pooler("unpatched").configure().start()
-    s = send_huge_scram_nonce(plain.port)
-    assert stuck(plain), f"unpatched build kept serving:\n{plain.output()}"
-    s.close()
-    plain.stop(signal.SIGKILL)
+    assert_unpatched_hangs(pooler, send_huge_scram_nonce)
 
     fork = pooler("fork").configure().start()
     s = send_huge_scram_nonce(fork.port)
@@ -160,11 +166,7 @@ def declare_huge_login_message(port):
 def test_cve_2026_107348_mbuf_growth_overflow(pooler):
     settings = "max_packet_size = 2147483649\n"
 
-    plain = pooler("unpatched").configure(settings).start()
-    s = declare_huge_login_message(plain.port)
-    assert stuck(plain), f"unpatched build kept serving:\n{plain.output()}"
-    s.close()
-    plain.stop(signal.SIGKILL)
+    assert_unpatched_hangs(pooler, declare_huge_login_message, settings)
 
     fork = pooler("fork").configure(settings).start()
     s = declare_huge_login_message(fork.port)
@@ -179,18 +181,16 @@ def test_cve_2026_107348_mbuf_growth_overflow(pooler):
 
 def test_cve_2026_107349_empty_option_name(pooler):
     settings = "ignore_startup_parameters = extra_float_digits\n"
-    attack = startup_packet({"user": "app", "database": "app", "options": "-c="})
 
-    plain = pooler("unpatched").configure(settings).start()
-    s = connect(plain.port)
-    s.sendall(attack)
-    assert stuck(plain), f"unpatched build kept serving:\n{plain.output()}"
-    s.close()
-    plain.stop(signal.SIGKILL)
+    def send_empty_option_name(port):
+        s = connect(port)
+        s.sendall(startup_packet({"user": "app", "database": "app", "options": "-c="}))
+        return s
+
+    assert_unpatched_hangs(pooler, send_empty_option_name, settings)
 
     fork = pooler("fork").configure(settings).start()
-    s = connect(fork.port)
-    s.sendall(attack)
+    s = send_empty_option_name(fork.port)
     reply = read_until(s, {b"E", b"R"})
     s.close()
     assert error_text(reply) == "unsupported startup parameter in options: ", reply
