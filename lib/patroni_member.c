@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #define PATRONI_CONN_URL_MAX 1024
 
@@ -317,6 +318,36 @@ patroni_member_field(struct json_object *obj, const char *name, char *buf, size_
 	return false;
 }
 
+/* a tag is set when it is JSON true or the string "true" (any case) */
+static bool
+patroni_tag_true(struct json_object *tags, const char *name)
+{
+	struct json_object *val;
+
+	if (!json_object_object_get_ex(tags, name, &val) || val == NULL)
+		return false;
+	if (json_object_is_type(val, json_type_boolean))
+		return json_object_get_boolean(val);
+	return json_object_is_type(val, json_type_string) &&
+	       strcasecmp(json_object_get_string(val), "true") == 0;
+}
+
+static void
+patroni_member_tags(struct json_object *obj, struct patroni_member *m)
+{
+	struct json_object *tags, *val;
+
+	if (!json_object_object_get_ex(obj, "tags", &tags) ||
+	    !json_object_is_type(tags, json_type_object))
+		return;
+	m->nofailover = patroni_tag_true(tags, "nofailover");
+	/* Patroni 3.2+: failover_priority 0 means the same as nofailover */
+	if (json_object_object_get_ex(tags, "failover_priority", &val) &&
+	    json_object_is_type(val, json_type_int) && json_object_get_int64(val) <= 0)
+		m->nofailover = true;
+	m->noloadbalance = patroni_tag_true(tags, "noloadbalance");
+}
+
 bool
 patroni_member_parse(const char *json, size_t len, struct patroni_member *out,
 		     char *err, size_t errlen)
@@ -357,6 +388,10 @@ patroni_member_parse(const char *json, size_t len, struct patroni_member *out,
 	if (!json_object_object_get_ex(obj, "api_url", &val) ||
 	    !patroni_copy_string(val, m.api_url, sizeof(m.api_url)))
 		m.api_url[0] = '\0';
+	if (!json_object_object_get_ex(obj, "replication_state", &val) ||
+	    !patroni_copy_string(val, m.replication_state, sizeof(m.replication_state)))
+		m.replication_state[0] = '\0';
+	patroni_member_tags(obj, &m);
 	json_object_put(obj);
 	*out = m;
 	return true;
@@ -369,6 +404,13 @@ bool
 patroni_member_is_running(const struct patroni_member *m)
 {
 	return m != NULL && strcmp(m->state, "running") == 0;
+}
+
+bool
+patroni_member_is_streaming(const struct patroni_member *m)
+{
+	return m != NULL && (m->replication_state[0] == '\0' ||
+			     strcmp(m->replication_state, "streaming") == 0);
 }
 
 bool

@@ -19,6 +19,9 @@ struct patroni_member {
 	char state[32];			/* "running", "stopped", ... as written */
 	char role[32];			/* "master", "primary", "replica", "standby_leader", "demoted", ... */
 	char api_url[256];		/* may be empty */
+	char replication_state[32];	/* Patroni 4 replicas: "streaming", ...; "" when absent */
+	bool nofailover;		/* tags: never to be promoted */
+	bool noloadbalance;		/* tags: no read traffic */
 };
 
 /*
@@ -26,7 +29,9 @@ struct patroni_member {
  * anything but a JSON object of at most PATRONI_MEMBER_MAX_LEN bytes
  * with a string conn_url that patroni_conn_url_parse accepts.  state and
  * role are copied when present (printable, shorter than their field);
- * api_url is kept only when it is a printable string that fits.
+ * api_url is kept only when it is a printable string that fits.  The
+ * tags nofailover (true, or failover_priority 0) and noloadbalance (true)
+ * and replication_state are read when present; odd values count as absent.
  */
 bool patroni_member_parse(const char *json, size_t len, struct patroni_member *out,
 			  char *err, size_t errlen);
@@ -45,6 +50,8 @@ bool patroni_host_valid(const char *host);
 /* state is "running" */
 bool patroni_member_is_running(const struct patroni_member *m);
 
+/* not "streaming" while Patroni 4 says how the replica replicates */
+bool patroni_member_is_streaming(const struct patroni_member *m);
 /* role is "master" (Patroni 3) or "primary" (Patroni 4) */
 bool patroni_member_is_primary_role(const struct patroni_member *m);
 

@@ -43,7 +43,7 @@ struct redirect_settings {
 struct redirect_binding {
 	const char *db;
 	const char *scope;
-	enum watch_role role;
+	enum patroni_entry_role role;
 };
 
 static const char *const redirect_db_keys[] = {
@@ -106,7 +106,7 @@ redirect_namespace(const char *value, char *out, size_t len, char *err,
 	buf[n] = '\0';
 	memcpy(out, buf, n + 1);
 	for (seg = strtok_r(buf, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
-		if (!watch_name_valid(seg)) {
+		if (!patroni_name_valid(seg)) {
 			redirect_bad_value(err, errlen, "namespace", value,
 					   "only letters, digits, '.', '_' and '-' are allowed");
 			return false;
@@ -221,10 +221,10 @@ static bool
 redirect_db_setting(const char *db, const char *key, const char *value,
 		    char *err, size_t errlen)
 {
-	enum watch_role role;
+	enum patroni_entry_role role;
 
 	if (strcmp(key, "patroni_scope") == 0) {
-		if (!watch_name_valid(value)) {
+		if (!patroni_name_valid(value)) {
 			redirect_bad_value(err, errlen, key, value,
 					   "a Patroni scope is letters, digits, '.', '_' and '-'");
 			return false;
@@ -232,7 +232,7 @@ redirect_db_setting(const char *db, const char *key, const char *value,
 		return true;
 	}
 	if (strcmp(key, "patroni_role") == 0) {
-		if (!watch_role_parse(value, &role)) {
+		if (!patroni_role_parse(value, &role)) {
 			redirect_bad_value(err, errlen, key, value,
 					   "expected primary, replica or any");
 			return false;
@@ -284,7 +284,7 @@ redirect_read_config(const struct pgb_config *config,
 
 		b->db = d->name;
 		b->scope = NULL;
-		b->role = WATCH_ROLE_PRIMARY;
+		b->role = PATRONI_ROLE_PRIMARY;
 		for (j = 0; j < d->count; j++) {
 			if (!redirect_db_setting(d->name, d->settings[j].key,
 						 d->settings[j].value, err, errlen))
@@ -301,8 +301,8 @@ redirect_read_config(const struct pgb_config *config,
 			return false;
 		}
 		if (role)
-			watch_role_parse(role, &b->role);
-		if (strlen(d->name) >= WATCH_NAME_MAX) {
+			patroni_role_parse(role, &b->role);
+		if (strlen(d->name) >= PATRONI_NAME_MAX) {
 			errbuf_set(err, errlen, "database name \"%s\" too long", d->name);
 			return false;
 		}
@@ -354,7 +354,7 @@ redirect_drop(struct consul_redirect *cr, const struct redirect_binding *want,
 	      int n)
 {
 	const struct redirect_binding *d;
-	enum watch_role role;
+	enum patroni_entry_role role;
 	int i, j;
 
 	for (i = 0; i < cr->watch_count; i++) {
@@ -369,7 +369,7 @@ redirect_drop(struct consul_redirect *cr, const struct redirect_binding *want,
 			    d->role != role) {
 				plugin_log(cr->api, PGB_LOG_INFO,
 					     "database \"%s\" no longer follows scope \"%s\" as %s",
-					     db, watch_scope(w), watch_role_name(role));
+					     db, watch_scope(w), patroni_role_name(role));
 				watch_unbind(w, db);
 			}
 		}
@@ -410,8 +410,19 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 	bool restart = cr->configured &&
 		       redirect_consul_changed(&cr->opts.consul, &s->opts.consul);
 	struct watch **grown;
+	bool *moved = calloc(n > 0 ? n : 1, sizeof(*moved));
+	enum patroni_entry_role role;
+	struct watch *w;
 	int i;
 
+	if (!moved)
+		goto oom;
+	/* an entry that follows another scope or role now: its address is stale */
+	for (i = 0; i < n; i++) {
+		w = consul_redirect_find_db(cr, want[i].db, &role);
+		moved[i] = w && (strcmp(watch_scope(w), want[i].scope) != 0 ||
+				 role != want[i].role);
+	}
 	redirect_drop(cr, want, n);
 	for (i = 0; i < cr->watch_count; i++) {
 		if (restart) {
@@ -427,8 +438,7 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 	cr->opts = s->opts;
 	cr->configured = true;
 	for (i = 0; i < n; i++) {
-		struct watch *w = redirect_find_watch(cr, want[i].scope);
-
+		w = redirect_find_watch(cr, want[i].scope);
 		if (w && watch_has_db(w, want[i].db, NULL))
 			continue;
 		if (!w) {
@@ -443,13 +453,16 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 			cr->watches[cr->watch_count++] = w;
 			redirect_log_watching(cr, want[i].scope, &s->opts.consul);
 		}
-		if (!watch_bind(w, want[i].db, want[i].role))
+		if (!watch_bind(w, want[i].db, want[i].role, moved[i]))
 			goto oom;
-		plugin_log(cr->api, PGB_LOG_INFO, "database \"%s\" follows scope \"%s\" as %s",
-			     want[i].db, want[i].scope, watch_role_name(want[i].role));
+		plugin_log(cr->api, PGB_LOG_INFO, "database \"%s\" follows scope \"%s\" as %s%s",
+			     want[i].db, want[i].scope, patroni_role_name(want[i].role),
+			     moved[i] ? "; held until the scope answers" : "");
 	}
+	free(moved);
 	return true;
 oom:
+	free(moved);
 	errbuf_set(err, errlen, "out of memory while applying the configuration");
 	return false;
 }
@@ -483,7 +496,7 @@ redirect_reload(void *ctx, const struct pgb_config *config, char *err,
 
 struct watch *
 consul_redirect_find_db(struct consul_redirect *cr, const char *db,
-			enum watch_role *role)
+			enum patroni_entry_role *role)
 {
 	int i;
 

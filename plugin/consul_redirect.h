@@ -23,6 +23,6 @@ struct consul_redirect {
 
 /* the watch a database entry is bound to, or NULL */
 struct watch *consul_redirect_find_db(struct consul_redirect *cr,
-				      const char *db, enum watch_role *role);
+				      const char *db, enum patroni_entry_role *role);
 
 #endif

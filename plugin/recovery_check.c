@@ -1,7 +1,9 @@
 /*
- * recovery_check.c - the server connection check of primary entries: a
- * node still (or again) in recovery is refused, and the entry is held
- * briefly so the next connection comes once promotion had time to end.
+ * recovery_check.c - the check of each new server connection: a primary
+ * entry's server must be out of recovery (writes never reach a replica),
+ * a replica entry's must be in recovery (reads never land on a primary
+ * that Consul still lists as a replica).  A refused server is paced by
+ * refusal.c.
  */
 
 #include <stdio.h>
@@ -19,9 +21,9 @@
 const char *
 recovery_check_query(struct consul_redirect *cr, const char *db)
 {
-	enum watch_role role;
+	struct watch *w = consul_redirect_find_db(cr, db, NULL);
 
-	if (!consul_redirect_find_db(cr, db, &role) || role != WATCH_ROLE_PRIMARY)
+	if (!w || watch_check(w, db) == PATRONI_CHECK_NONE)
 		return NULL;
 	return RECOVERY_CHECK_SQL;
 }
@@ -31,18 +33,20 @@ recovery_check_result(struct consul_redirect *cr, const char *db,
 		      const char *host, int port, const char *value,
 		      char *err, size_t errlen)
 {
-	enum watch_role role;
-	struct watch *w = consul_redirect_find_db(cr, db, &role);
+	struct watch *w = consul_redirect_find_db(cr, db, NULL);
+	enum patroni_check check = w ? watch_check(w, db) : PATRONI_CHECK_NONE;
+	const char *want = check == PATRONI_CHECK_PRIMARY ? "f" : "t";
 
-	if (!w || role != WATCH_ROLE_PRIMARY)
+	if (check == PATRONI_CHECK_NONE)
 		return true;
-	if (value && strcmp(value, "f") == 0) {
+	if (value && strcmp(value, want) == 0) {
 		watch_server_accepted(w, db);
 		return true;
 	}
-	errbuf_set(err, errlen, "server %s:%d %s", host ? host : "(unix socket)",
-		   port, value ? "is in recovery, not a primary" :
-		   "gave no answer to pg_is_in_recovery()");
+	errbuf_set(err, errlen, "server %s:%d %s", host ? host : "(unix socket)", port,
+		   !value ? "gave no answer to pg_is_in_recovery()" :
+		   check == PATRONI_CHECK_PRIMARY ? "is in recovery, not a primary" :
+		   "is not in recovery, not a replica");
 	watch_server_refused(w, db, host, port, err);
 	return false;
 }

@@ -1,7 +1,7 @@
 /*
- * watch - one Patroni scope followed through Consul: the leader key and
- * the scope's member records, applied to the database entries bound to
- * the scope (address swaps, holds, failing waiters without a leader).
+ * watch - one Patroni scope followed through Consul, applied to the
+ * database entries bound to it (address swaps, holds, failing waiters
+ * without a leader).  The public face of watch*.c for consul_redirect.c.
  */
 #ifndef CONSUL_REDIRECT_WATCH_H
 #define CONSUL_REDIRECT_WATCH_H
@@ -11,21 +11,11 @@
 #include <time.h>
 
 #include "consul_client.h"
+#include "patroni_targets.h"
 
 struct pgb_plugin_api;
 struct curl_loop;
 struct watch;
-
-#define WATCH_NAME_MAX 128		/* scope, member and database names */
-#define WATCH_HOSTS_MAX 1024		/* a comma list of hosts */
-#define WATCH_ERR_MAX 256
-
-enum watch_role {
-	WATCH_ROLE_PRIMARY,		/* follows the leader */
-	WATCH_ROLE_REPLICA,		/* running replicas */
-	WATCH_ROLE_ANY,			/* every running member */
-	WATCH_ROLE_COUNT
-};
 
 /* what a watch needs from [consul]; compared as a whole on RELOAD */
 struct watch_options {
@@ -48,12 +38,6 @@ struct watch_row {
 
 typedef void (*watch_row_fn)(const struct watch_row *row, void *arg);
 
-bool watch_role_parse(const char *text, enum watch_role *role);
-const char *watch_role_name(enum watch_role role);
-
-/* true when the text may be used as a scope or member name */
-bool watch_name_valid(const char *name);
-
 struct watch *watch_new(const struct pgb_plugin_api *api,
 			struct curl_loop *loop, const char *scope,
 			const struct watch_options *opts);
@@ -63,22 +47,31 @@ void watch_free(struct watch *w, bool release);
 
 const char *watch_scope(const struct watch *w);
 
-/* connection settings changed: restart the requests from a fresh read */
+/* connection settings changed: restart the query from a fresh read */
 void watch_restart(struct watch *w, const struct watch_options *opts);
 
 /* only no_leader_timeout changed: nothing is restarted */
 void watch_set_options(struct watch *w, const struct watch_options *opts);
 
-/* bind a database entry (applies what is known at once) or drop it */
-bool watch_bind(struct watch *w, const char *db, enum watch_role role);
+/*
+ * Bind a database entry (applies what is known at once) or drop it.
+ * moved: a RELOAD took the entry from another scope or role, so its
+ * address belongs to another cluster: it is held until this scope
+ * answers.
+ */
+bool watch_bind(struct watch *w, const char *db, enum patroni_entry_role role,
+		bool moved);
 void watch_unbind(struct watch *w, const char *db);
 bool watch_has_db(const struct watch *w, const char *db,
-		  enum watch_role *role);
+		  enum patroni_entry_role *role);
 int watch_db_count(const struct watch *w);
 const char *watch_db_name(const struct watch *w, int i);
 
 /* re-assert addresses and holds after PgBouncer re-read its file */
 void watch_reapply(struct watch *w);
+
+/* the check each new server connection of db must pass */
+enum patroni_check watch_check(const struct watch *w, const char *db);
 
 /* a server connection for db at host:port was refused by the check */
 void watch_server_refused(struct watch *w, const char *db, const char *host,

@@ -357,7 +357,7 @@ def test_refused_member_record_keeps_address(fake, consul, bouncer_factory):
         fake.member("evil", 5999, conn_url="postgres://127.0.0.1:5999/postgres?host=/tmp")
         fake.leader("evil", direct=True)
         row2 = b.wait_row("fdb", lambda r: r["last_error"] and "evil" in r["last_error"])
-        assert "refused" in row2["last_error"]
+        assert "refused" in row2["last_error"], row2["last_error"]
         assert (row2["host"], row2["port"]) == (row["host"], row["port"])
         with pytest.raises(psycopg.Error, match='no leader for Patroni scope "fake"'):
             c.execute("select 2")
@@ -393,7 +393,7 @@ def test_consul_down_keeps_leader_and_logs_once(patroni_cluster, fresh_consul, b
     assert row["member"] == "a" and row["last_error"]
     assert b.value("fdb", "select 1") == 1
     time.sleep(5)
-    assert len(re.findall(r"consul unreachable: .*/leader", b.logfile_text())) == 1
+    assert len(re.findall(r"consul unreachable: \S*/v1/kv/service/fake/\?", b.logfile_text())) == 1
     fresh_consul.restart()
     f.member("a", member_port(patroni_cluster, patroni_cluster.leader()))
     f.leader("a")
@@ -428,7 +428,7 @@ def test_replica_role_without_running_member_holds(patroni_cluster, fake, consul
     fake.member("r1", member_port(patroni_cluster, replica), role="replica", state="stopped")
     b = bouncer_factory(consul, {"fro": db_line("fake", "replica")},
                         consul_settings={"no_leader_timeout": "60s"}).start()
-    b.wait_row("fro", lambda r: r["state"] == "no_leader")
+    b.wait_row("fro", lambda r: r["state"] == "no_member")
     got: list = []
     t = threading.Thread(target=lambda: got.append(b.value("fro", "select pg_is_in_recovery()")),
                          daemon=True)
@@ -565,7 +565,7 @@ def test_consul_restart_index_reset_followed(patroni_cluster, fresh_consul, boun
         fresh_consul.stop()
         row = b.wait_row("fdb", lambda r: r["state"] == "consul_unreachable", timeout=15)
         assert row["member"] == "a" and row["last_error"] and int(row["port"]) == lp
-        assert re.search(r'consul unreachable: \S*/leader\S*: .*keeping leader "a"', b.log())
+        assert re.search(r'consul unreachable: \S*/v1/kv/service/fake/\S*: .*keeping leader "a"', b.log())
         # through the outage: the held connection and new clients keep working
         for _ in range(3):
             assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
@@ -669,7 +669,7 @@ def test_acl_token_file(patroni_cluster, acl_consul, bouncer_factory, proxies):
     row = b.wait_row("fdb", lambda r: r["state"] == "consul_unreachable", timeout=15)
     assert "403" in row["last_error"] and row["member"] == "b"
     assert int(row["port"]) == alt.port
-    assert re.search(r'/leader\S*: permission denied \(http 403.*keeping leader "b"', b.log())
+    assert re.search(r'/v1/kv/service/fake/\S*: permission denied \(http 403.*keeping leader "b"', b.log())
     with b.connect("fdb") as c:
         assert c.execute("select inet_server_port()").fetchone()[0] == lp
     shown = repr(b.admin("SHOW CONSUL"))
@@ -725,7 +725,7 @@ def test_bad_member_record_refused(kind, fake, consul, bouncer_factory, proxies,
         bad = b.wait_row("fdb", lambda r: r["last_error"] and "evil" in r["last_error"])
         assert "refused" in bad["last_error"] and why in bad["last_error"], bad["last_error"]
         assert (bad["host"], bad["port"]) == (row["host"], row["port"])
-        assert bad["member"] == "a" and bad["state"] == "no_leader"
+        assert bad["member"] == "a" and bad["state"] == "leader_unknown"
         # a query now waits (never sent to the ex-leader), then runs once a
         # usable leader is back
         got: list = []
@@ -977,7 +977,7 @@ def test_consul_faults_keep_last_leader(fake, consul, bouncer_factory, mode, err
             # the last good leader still serves, on the same server connection
             assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
             # logged once per change of state, not once per retry
-            assert len(re.findall(r"consul unreachable: .*/leader", b.logfile_text())) == 1
+            assert len(re.findall(r"consul unreachable: \S*/v1/kv/service/fake/\?", b.logfile_text())) == 1
             proxy.mode = "pass"
             b.wait_row("fdb", lambda r: r["state"] == "following", timeout=40)
     finally:
@@ -1097,7 +1097,7 @@ def test_proxy_key_sends_requests_through_it(fake, consul, bouncer_factory, reco
                                                       f"127.0.0.1:{fwd.port}"}).start()
         row = b.wait_row("fdb", lambda r: r["state"] == "following" and r["member"] == "a")
         assert row["last_error"] is None
-        want = f"GET {consul.url}/v1/kv/{fake.prefix}leader"
+        want = f"GET {consul.url}/v1/kv/{fake.prefix}?recurse"
         assert fwd.wait_request(want, 15), fwd
         auth = "Basic " + base64.b64encode(f"pgbc:{PROXY_PASSWORD}".encode()).decode()
         assert set(fwd.proxy_auth) == {auth}, fwd.proxy_auth

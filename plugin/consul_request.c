@@ -1,0 +1,111 @@
+/*
+ * consul_request.c - a Consul GET on the curl loop and the sorting of its
+ * answer: Consul's 404 for a missing key carries X-Consul-Index, a bare
+ * 404 is something else answering; 403 and other statuses are errors
+ * with a printable excerpt of the body (a token is never in it).
+ */
+
+#include <string.h>
+
+#include "errbuf.h"
+
+#include "consul_request.h"
+
+void
+consul_request_release(struct consul_request *req)
+{
+	if (req->t)
+		curl_loop_transfer_cancel(req->t);
+	req->t = NULL;
+	consul_request_done(req);
+}
+
+void
+consul_request_done(struct consul_request *req)
+{
+	if (req->headers)
+		curl_slist_free_all(req->headers);
+	req->headers = NULL;
+	consul_response_free(&req->resp);
+}
+
+bool
+consul_request_start(struct curl_loop *loop, const struct consul_settings *cs,
+		     struct consul_request *req, long timeout_ms,
+		     curl_loop_done_fn done, void *arg, char *err, size_t errlen)
+{
+	struct curl_transfer *t;
+
+	consul_request_release(req);
+	t = curl_loop_transfer_new(loop, done, arg);
+	if (!t) {
+		errbuf_set(err, errlen, "out of memory");
+		return false;
+	}
+	if (!consul_easy_setup(curl_loop_transfer_easy(t), cs, req->url,
+			       timeout_ms, &req->resp, &req->headers, err,
+			       errlen)) {
+		curl_loop_transfer_cancel(t);
+		consul_request_release(req);
+		return false;
+	}
+	if (!curl_loop_transfer_start(t, err, errlen)) {
+		consul_request_release(req);
+		return false;
+	}
+	req->t = t;
+	return true;
+}
+
+static void
+consul_request_excerpt(const struct consul_response *resp, char *out, size_t len)
+{
+	char buf[81];
+	size_t n = 0;
+
+	if (resp->body)
+		n = resp->len < sizeof(buf) - 1 ? resp->len : sizeof(buf) - 1;
+	memcpy(buf, resp->body ? resp->body : "", n);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	errbuf_printable(buf, out, len);
+}
+
+enum consul_answer
+consul_request_answer(struct consul_request *req, CURL *easy, CURLcode rc,
+		      const char *errmsg, char *err, size_t errlen)
+{
+	struct consul_response *resp = &req->resp;
+	char body[96];
+
+	req->t = NULL;
+	consul_response_finish(easy, resp);
+	if (resp->too_large) {
+		errbuf_set(err, errlen, "answer larger than %d bytes refused",
+			   CONSUL_BODY_MAX);
+		return CONSUL_ANSWER_ERROR;
+	}
+	if (resp->no_memory) {
+		errbuf_set(err, errlen, "out of memory reading the answer");
+		return CONSUL_ANSWER_ERROR;
+	}
+	if (rc != CURLE_OK) {
+		errbuf_set(err, errlen, "%s", errmsg);
+		return CONSUL_ANSWER_ERROR;
+	}
+	if (resp->status == 404 && resp->has_index)
+		return CONSUL_ANSWER_MISSING;
+	if (resp->status == 404) {
+		errbuf_set(err, errlen, "http status 404 without X-Consul-Index (not a consul agent?)");
+		return CONSUL_ANSWER_ERROR;
+	}
+	if (resp->status == 200)
+		return CONSUL_ANSWER_OK;
+	consul_request_excerpt(resp, body, sizeof(body));
+	if (resp->status == 403)
+		errbuf_set(err, errlen, "permission denied (http 403: %s)", body);
+	else
+		errbuf_set(err, errlen, "http status %ld: %s", resp->status, body);
+	return CONSUL_ANSWER_ERROR;
+}

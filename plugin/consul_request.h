@@ -1,0 +1,45 @@
+/*
+ * consul_request - one HTTP request to the Consul agent on the curl loop:
+ * its buffers and headers, and how a finished answer is sorted (ok, a
+ * missing key, or an error with a message naming it).
+ */
+#ifndef CONSUL_REDIRECT_CONSUL_REQUEST_H
+#define CONSUL_REDIRECT_CONSUL_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "consul_client.h"
+#include "curl_loop.h"
+
+enum consul_answer {
+	CONSUL_ANSWER_OK,		/* 200 with a body */
+	CONSUL_ANSWER_MISSING,		/* 404 with X-Consul-Index: no such key */
+	CONSUL_ANSWER_ERROR,
+};
+
+struct consul_request {
+	struct curl_transfer *t;	/* NULL: none in flight */
+	struct consul_response resp;
+	struct curl_slist *headers;
+	char url[CONSUL_URL_MAX + 512];
+};
+
+/* start GET req->url; false (err filled) when it could not be started */
+bool consul_request_start(struct curl_loop *loop, const struct consul_settings *cs,
+			  struct consul_request *req, long timeout_ms,
+			  curl_loop_done_fn done, void *arg,
+			  char *err, size_t errlen);
+
+/* in the done callback: sort the answer; err is filled for ERROR */
+enum consul_answer consul_request_answer(struct consul_request *req, CURL *easy,
+					 CURLcode rc, const char *errmsg,
+					 char *err, size_t errlen);
+
+/* after the done callback has used the answer: free its buffers */
+void consul_request_done(struct consul_request *req);
+
+/* cancel what is in flight and free everything */
+void consul_request_release(struct consul_request *req);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * scope_query - the one blocking query that follows a Patroni scope: GET
+ * <namespace>/<scope>/?recurse, first without an index, then blocking on
+ * the X-Consul-Index it returned, so every answer is the whole scope at
+ * one index.  Errors back off with jitter; the last answer is kept.
+ */
+#ifndef CONSUL_REDIRECT_SCOPE_QUERY_H
+#define CONSUL_REDIRECT_SCOPE_QUERY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backoff.h"
+#include "consul_kv.h"
+#include "consul_request.h"
+
+struct curl_loop;
+struct event;
+struct event_base;
+
+#define SCOPE_QUERY_ERR_MAX 256
+
+enum scope_query_state {
+	SCOPE_QUERY_STOPPED,		/* nothing bound needs it */
+	SCOPE_QUERY_READING,		/* a request is in flight */
+	SCOPE_QUERY_WAITING,		/* paced or backing off before the next */
+};
+
+/*
+ * every good answer: the scope's entries (count may be 0: no keys yet);
+ * recovered is true for the first answer after failures
+ */
+typedef void (*scope_query_answer_fn)(void *arg, const struct consul_kv *entries,
+				      int count, uint64_t index, bool recovered);
+/* a failed request; first is true for the first of a run of failures */
+typedef void (*scope_query_error_fn)(void *arg, const char *url, const char *err,
+				     bool first);
+
+struct scope_query {
+	enum scope_query_state state;
+	struct curl_loop *loop;
+	const struct consul_settings *consul;	/* the owner's, kept current */
+	const char *scope;
+	scope_query_answer_fn on_answer;
+	scope_query_error_fn on_error;
+	void *arg;
+	struct consul_request req;
+	struct event *timer;
+	uint64_t index;			/* 0: the next read does not block */
+	struct backoff backoff;
+	struct rate_limit rate;		/* answers that brought nothing new */
+	unsigned int failures;		/* in a row; 0 while Consul answers */
+	char error[SCOPE_QUERY_ERR_MAX];	/* the last failure, "" none */
+	uint64_t answers;		/* good answers since start */
+};
+
+bool scope_query_init(struct scope_query *q, struct event_base *base,
+		      struct curl_loop *loop, const struct consul_settings *consul,
+		      const char *scope, scope_query_answer_fn on_answer,
+		      scope_query_error_fn on_error, void *arg);
+void scope_query_cleanup(struct scope_query *q);
+
+/* start reading (a no-op when running), or stop and forget the index */
+void scope_query_run(struct scope_query *q, bool run);
+
+/* settings changed: drop what is in flight and read afresh */
+void scope_query_restart(struct scope_query *q);
+
+bool scope_query_failing(const struct scope_query *q);
+
+#endif

@@ -1,0 +1,269 @@
+"""consul_redirect.so in the states of a Patroni 3/4 cluster that the first
+version got wrong (issue 9): each test drives the fork against a real Consul
+agent and real PostgreSQL servers of the lab cluster, and fails on the old
+plugin.
+
+    /usr/bin/python3 -m pytest -v tests/integration/test_patroni_states.py   (as root)
+
+Most tests use a "fake" scope (Patroni-like keys the test writes, member
+records pointing at the real cluster's servers) to reach a state on demand;
+the switchover test uses the real cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+
+import psycopg
+import pytest
+
+import lab
+from fork import Bouncer, Writer, db_line
+from proxy_traps import ByteRecorder, ForwardProxy
+from test_consul_redirect import (FakeScope, TcpProxy, bouncer_factory, fake,  # noqa: F401
+                                  member_port, proxies)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
+
+
+def replica_ports(cluster: lab.PatroniCluster) -> list[int]:
+    leader = cluster.leader()
+    return sorted(member_port(cluster, n) for n in cluster.names if n != leader)
+
+
+def run_in_thread(fn) -> tuple[threading.Thread, list]:
+    out: list = []
+
+    def run():
+        try:
+            out.append(fn())
+        except psycopg.Error as e:
+            out.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_leader_record_rewritten_is_followed(fake, consul, bouncer_factory, proxies,
+                                             patroni_cluster):
+    """The member that holds the leader key rewrites its record with another
+    conn_url (a port change, a restart in pause mode): the entry moves, although
+    the leader key never changed hands (defect 4)."""
+    lp = member_port(patroni_cluster, patroni_cluster.leader())
+    alt = proxies(lp)                       # the same server on a second port
+    b = bouncer_factory(consul, {"fdb": db_line("fake")}).start()
+    b.wait_row("fdb", lambda r: r["state"] == "following" and int(r["port"]) == lp)
+    fake.member("a", alt.port)
+    row = b.wait_row("fdb", lambda r: int(r["port"]) == alt.port)
+    assert row["member"] == "a" and row["state"] == "following"
+    assert b.value("fdb", "select 1") == 1
+    assert alt.accepted >= 1
+
+
+def test_replica_entry_excludes_leader_whose_record_says_replica(fake, consul, bouncer_factory,
+                                                                  patroni_cluster):
+    """Right after a switchover the new leader's record still says replica for
+    one HA loop: the leader key decides, so the replica entry never gets it, nor
+    the old primary whose record still says master (defect 1)."""
+    lp = member_port(patroni_cluster, patroni_cluster.leader())
+    r1, r2 = replica_ports(patroni_cluster)
+    fake.clear()
+    fake.member("a", r1, role="master")     # the old primary, not yet rewritten
+    fake.member("b", lp, role="replica")    # the new leader, not yet rewritten
+    fake.member("c", r2, role="replica")
+    fake.leader("b")
+    b = bouncer_factory(consul, {"fro": db_line("fake", "replica"),
+                                 "fany": db_line("fake", "any"),
+                                 "fdb": db_line("fake")}).start()
+    row = b.wait_row("fro", lambda r: r["state"] == "following")
+    assert row["member"] == "c" and int(row["port"]) == r2
+    assert b.value("fro", "select pg_is_in_recovery()") is True
+    assert b.wait_row("fdb", lambda r: r["state"] == "following")["member"] == "b"
+    assert b.value("fdb", "select pg_is_in_recovery()") is False
+    # any: the leader and the running replicas, never the stale "master"
+    assert b.wait_row("fany", lambda r: r["state"] == "following")["member"] == "b,c"
+
+
+def test_replica_entry_refuses_a_server_out_of_recovery(fake, consul, bouncer_factory,
+                                                         patroni_cluster):
+    """A record that says replica but points at a primary: each new server
+    connection of a replica entry is checked to be in recovery, so the read
+    waits instead of landing on the primary (defect 1)."""
+    lp = member_port(patroni_cluster, patroni_cluster.leader())
+    r1, _ = replica_ports(patroni_cluster)
+    fake.clear()
+    fake.member("a", lp, role="master")
+    fake.member("r", lp, role="replica")    # stale: points at the primary
+    fake.leader("a")
+    b = bouncer_factory(consul, {"fro": db_line("fake", "replica")},
+                        consul_settings={"no_leader_timeout": "60s"}).start()
+    b.wait_row("fro", lambda r: r["state"] == "following" and r["member"] == "r")
+    t, got = run_in_thread(lambda: b.value("fro", "select pg_is_in_recovery()"))
+    row = b.wait_row("fro", lambda r: r["last_error"] and "not in recovery" in r["last_error"])
+    assert f"127.0.0.1 port {lp} refused" in row["last_error"]
+    assert got == [] and t.is_alive()
+    fake.member("r", r1, role="replica")
+    t.join(30)
+    assert got == [True]
+
+
+def test_refused_server_backs_off(fake, consul, bouncer_factory, patroni_cluster):
+    """A leader record pointing at a node in recovery (a stale record, a check
+    that keeps failing) is retried fast for half a second, then with a backoff
+    up to 2 s, with one warning, not 40 connections and log lines a second
+    forever (defect 6)."""
+    r1, _ = replica_ports(patroni_cluster)
+    lp = member_port(patroni_cluster, patroni_cluster.leader())
+    fake.member("a", r1)
+    b = bouncer_factory(consul, {"fdb": db_line("fake")},
+                        consul_settings={"no_leader_timeout": "120s"}).start()
+    b.wait_row("fdb", lambda r: r["state"] == "following")
+    t, got = run_in_thread(lambda: b.value("fdb", "select 1"))
+
+    def paused_ms(r):
+        m = re.search(r"refused (\d+) times: .*next try in (\d+) ms", r["last_error"] or "")
+        return m and int(m.group(2)) >= 1000 and (int(m.group(1)), int(m.group(2)))
+    row = b.wait_row("fdb", paused_ms, timeout=60, what="a retry pause of at least 1 s")
+    refused, pause = paused_ms(row)
+    assert pause <= 2000
+    assert len(re.findall(r'database "fdb": server 127\.0\.0\.1 port \d+ refused',
+                          b.logfile_text())) == 1
+    assert got == [] and t.is_alive()
+    fake.member("a", lp)
+    t.join(30)
+    assert got == [1]
+
+
+def test_standby_cluster_leader_serves_reads_without_retries(fake, consul, bouncer_factory,
+                                                            patroni_cluster):
+    """A standby cluster's leader is in recovery by design: SHOW CONSUL says
+    standby_leader, reads run, and nothing is refused or retried (defect 6)."""
+    r1, _ = replica_ports(patroni_cluster)
+    fake.clear()
+    assert consul.kv_put(fake.prefix + "config", json.dumps(
+        {"ttl": 30, "loop_wait": 10, "standby_cluster": {"host": "10.9.9.9", "port": 5432}}))
+    fake.member("a", r1, role="standby_leader")
+    fake.leader("a")
+    b = bouncer_factory(consul, {"fdb": db_line("fake")}).start()
+    row = b.wait_row("fdb", lambda r: r["state"] == "standby_leader")
+    assert row["member"] == "a" and int(row["port"]) == r1
+    assert b.value("fdb", "select pg_is_in_recovery()") is True
+    assert b.row("fdb")["last_error"] is None
+    assert "refused" not in b.logfile_text()
+    assert "standby cluster" in b.log()
+
+
+def test_failsafe_mode_keeps_the_leader(fake, consul, bouncer_factory, patroni_cluster):
+    """failsafe_mode on and the failsafe key written: a leader key that goes
+    away is not a dead primary; queries keep running on it. Without failsafe
+    the same loss holds queries (no_leader)."""
+    lp = member_port(patroni_cluster, patroni_cluster.leader())
+    assert consul.kv_put(fake.prefix + "config", json.dumps({"failsafe_mode": True}))
+    assert consul.kv_put(fake.prefix + "failsafe", json.dumps(
+        {"a": "http://127.0.0.1:8008/patroni"}))
+    b = bouncer_factory(consul, {"fdb": db_line("fake")},
+                        bouncer_settings={"pool_mode": "transaction"}).start()
+    b.wait_row("fdb", lambda r: r["state"] == "following")
+    fake.no_leader()
+    row = b.wait_row("fdb", lambda r: r["state"] == "failsafe")
+    assert row["member"] == "a" and int(row["port"]) == lp
+    assert b.value("fdb", "select 1") == 1
+    consul.kv_delete(fake.prefix + "failsafe")
+    b.wait_row("fdb", lambda r: r["state"] == "no_leader")
+
+
+def test_reload_moving_entry_holds_until_the_new_scope_answers(fake, consul, bouncer_factory,
+                                                                patroni_cluster):
+    """RELOAD moves an entry to another scope while Consul does not answer:
+    its address belongs to the old cluster, so queries wait and then fail with
+    the new scope's name; they never reach the old cluster (defect 5)."""
+    hang = ByteRecorder()                    # accepts and never answers
+    try:
+        b = bouncer_factory(consul, {"fdb": db_line("fake")},
+                            consul_settings={"no_leader_timeout": "3s"},
+                            bouncer_settings={"pool_mode": "transaction"}).start()
+        b.wait_row("fdb", lambda r: r["state"] == "following")
+        b.databases["fdb"] = db_line("other")
+        b.consul_settings["url"] = hang.url
+        b.reload()
+        b.wait_row("fdb", lambda r: r["scope"] == "other")
+        t, got = run_in_thread(lambda: b.value("fdb", "select inet_server_port()"))
+        t.join(60)
+        assert not t.is_alive() and len(got) == 1
+        assert isinstance(got[0], psycopg.Error), got
+        assert 'no answer from consul for Patroni scope "other"' in str(got[0])
+        assert "held until the scope answers" in b.log()
+    finally:
+        hang.close()
+
+
+def test_member_churn_does_not_delay_the_leader(fake, consul, bouncer_factory):
+    """In a no-leader window Patroni keeps rewriting member records.  The first
+    version's watch on the missing leader key woke for each of those writes and
+    its rate limiter (4 at once, then 1 a second) then held back the request
+    that would see the new leader, for up to a second (defect 7).  The scope
+    watch asks again at once after every answer that moved the index: every
+    write is read as it comes, none waits for a token."""
+    fwd = ForwardProxy(consul.url)
+    try:
+        fake.no_leader()
+        b = bouncer_factory(consul, {"fdb": db_line("fake")},
+                            consul_settings={"proxy": f"http://127.0.0.1:{fwd.port}"}).start()
+        b.wait_row("fdb", lambda r: r["state"] == "no_leader")
+        before = len(fwd.request_lines)
+        for i in range(40):
+            fake.member("z", 5999, role="replica", state=f"starting{i}")
+            time.sleep(0.025)
+        index = consul.kv_index(fake.prefix + "members/z")
+        b.wait_row("fdb", lambda r: int(r["consul_index"]) >= index)
+        asked = len(fwd.request_lines) - before
+        # one request per write, give or take writes that came while one was on its way
+        assert asked >= 20, fwd.request_lines[before:]
+        fake.leader("a")
+        b.wait_row("fdb", lambda r: r["state"] == "following")
+    finally:
+        fwd.close()
+
+
+def test_replica_entry_never_reads_from_the_primary_in_a_switchover(patroni_cluster, consul,
+                                                                     bouncer_factory):
+    """A reader polling pg_is_in_recovery() through a replica entry every 10 ms
+    across a real switchover never gets the primary (defect 1: the first
+    version answered from the new primary hundreds of times)."""
+    b = bouncer_factory(consul, {"rro": db_line("raddb", "replica")},
+                        bouncer_settings={"pool_mode": "transaction"}).start()
+    b.wait_row("rro", lambda r: r["state"] == "following")
+    answers = {"t": 0, "f": 0, "err": 0}
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            try:
+                with psycopg.connect(b.conninfo("rro"), autocommit=True,
+                                     connect_timeout=5) as c:
+                    while not stop.is_set():
+                        v = c.execute("select pg_is_in_recovery()").fetchone()[0]
+                        answers["t" if v else "f"] += 1
+                        time.sleep(0.01)
+            except psycopg.Error:
+                answers["err"] += 1
+                time.sleep(0.01)
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    lab.wait_until(lambda: answers["t"] > 10, 30, 0.05, "reads through the replica entry")
+    old = patroni_cluster.leader()
+    res = patroni_cluster.switchover()
+    new = res["new"]
+    # until the new leader's own record says so, and a while after
+    lab.wait_until(lambda: patroni_cluster.member_record(new).get("role") in ("master", "primary"),
+                   60, 0.1, f"{new}'s record to say primary")
+    row = b.wait_row("rro", lambda r: new not in (r["member"] or "").split(",")
+                     and r["state"] == "following")
+    seen = answers["t"]
+    lab.wait_until(lambda: answers["t"] > seen + 50, 30, 0.05, "more reads after the switchover")
+    stop.set()
+    t.join(10)
+    assert answers["f"] == 0, (answers, old, new, row)
