@@ -1,8 +1,8 @@
-# debian-source.sh -- what fetch-upstream.sh and update-pin.sh share
-# (sourced, not run): a private apt sources list for the pin's Debian
-# suite, kept under the cache so the system's apt configuration is not
-# touched, and the questions the two scripts ask it.
-# The caller sources the pin first and defines die().
+# debian-source.sh -- what fetch-upstream.sh, update-pin.sh and
+# fetch-patroni.sh share (sourced, not run): a private apt sources list for
+# a pin's Debian suite, kept under the cache so the system's apt
+# configuration is not touched, and the questions the scripts ask it.
+# The caller sources its pin first (DEBIAN_SUITE) and defines die().
 # PGBC_DEBIAN_MIRROR (default http://deb.debian.org/debian) and
 # PGBC_DEBIAN_SUITE (default the pin's DEBIAN_SUITE) point it elsewhere,
 # e.g. at a local file:// repository in the tests.
@@ -10,13 +10,21 @@
 debian_mirror=${PGBC_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 debian_suite=${PGBC_DEBIAN_SUITE:-$DEBIAN_SUITE}
 
-# apt_setup CACHE: write the sources list under CACHE and update its lists
+# apt_setup CACHE [KIND]: write the sources list under CACHE and update its
+# lists.  KIND is deb-src (source packages, the default) or deb (binary
+# packages of this machine's architecture).  Both kinds share one
+# directory per suite, apt-SUITE, each with its own sources list, log and
+# package caches; neither update removes the other's lists.  A lock on the
+# directory, held until the caller exits, keeps concurrent runs apart.
 apt_setup() {
 	command -v apt-get >/dev/null ||
-		die "apt-get not found; download $ORIG_TARBALL and $DEBIAN_TARBALL by hand and use ./configure --with-pgbouncer-source=DIR"
+		die "apt-get not found; ${apt_manual:-download $ORIG_TARBALL and $DEBIAN_TARBALL by hand and use ./configure --with-pgbouncer-source=DIR}"
 	apt_cache=$1
+	apt_kind=${2:-deb-src}
 	apt_dir="$apt_cache/apt-$debian_suite"
 	mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial"
+	exec 8>"$apt_dir/.lock"
+	flock -w 600 8 || die "timed out waiting for the lock $apt_dir/.lock"
 	case $debian_mirror in
 	file:*)
 		# a local repository has no signature; the pinned sums still
@@ -30,12 +38,31 @@ apt_setup() {
 		trust=signed-by=$keyring
 		;;
 	esac
-	echo "deb-src [$trust] $debian_mirror $debian_suite main" >"$apt_dir/sources.list"
-	apt_opts="-o Dir::Etc::SourceList=$apt_dir/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=$apt_dir/lists -o Dir::Cache=$apt_dir -o APT::Sandbox::User=root"
+	case $apt_kind in
+	deb-src)
+		apt_list=$apt_dir/sources.list
+		apt_log=$apt_dir/update.log
+		apt_what=sources
+		apt_caches=
+		;;
+	deb)
+		apt_list=$apt_dir/packages.list
+		apt_log=$apt_dir/packages-update.log
+		apt_what=packages
+		trust="arch=$(dpkg --print-architecture) $trust"
+		# the installed packages are no offer of the suite
+		apt_caches="-o Dir::Cache::pkgcache=packages-pkgcache.bin -o Dir::Cache::srcpkgcache=packages-srcpkgcache.bin -o Dir::State::status=/dev/null"
+		;;
+	*)
+		die "apt_setup: unknown kind $apt_kind"
+		;;
+	esac
+	echo "$apt_kind [$trust] $debian_mirror $debian_suite main" >"$apt_list"
+	apt_opts="-o Dir::Etc::SourceList=$apt_list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=$apt_dir/lists -o Dir::Cache=$apt_dir $apt_caches -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root"
 	# --error-on=any: a list that failed to download must not pass for
 	# a suite without the package
-	apt-get -q --error-on=any $apt_opts update >"$apt_dir/update.log" 2>&1 ||
-		die "apt-get update for Debian $debian_suite sources at $debian_mirror failed, see $apt_dir/update.log"
+	apt-get -q --error-on=any $apt_opts update >"$apt_log" 2>&1 ||
+		die "apt-get update for Debian $debian_suite $apt_what at $debian_mirror failed, see $apt_log"
 }
 
 # apt_versions: every version of DEBIAN_SOURCE the suite offers, one a line
@@ -83,6 +110,23 @@ apt_download() {
 		[ ! -L "$f" ] || { cp "$f" "$f.tmp" && mv "$f.tmp" "$f"; } ||
 			die "cannot copy $f into the cache"
 	done
+}
+
+# deb_versions PACKAGE: every version of the binary PACKAGE the suite
+# offers (apt_setup CACHE deb), one a line
+deb_versions() {
+	apt-cache $apt_opts show "$1" 2>/dev/null | sed -n 's/^Version: *//p'
+}
+
+# deb_download PACKAGE VERSION DIR: download PACKAGE=VERSION into DIR
+# (apt checks it against the suite's signed index); prints its path
+deb_download() {
+	(cd "$3" && apt-get -q $apt_opts download "$1=$2") >"$apt_dir/download-$1.log" 2>&1 ||
+		die "apt-get download $1=$2 from Debian $debian_suite failed, see $apt_dir/download-$1.log"
+	f=$3/${1}_${2#*:}_$(dpkg --print-architecture).deb
+	[ -f "$f" ] || f=$3/${1}_${2#*:}_all.deb
+	[ -f "$f" ] || die "apt-get download $1=$2 left no ${1}_${2#*:}_*.deb in $3"
+	echo "$f"
 }
 
 # sha256_of FILE

@@ -1,5 +1,5 @@
 """Fixtures for the integration lab: a real Consul 1.8.7 dev agent and a real
-Patroni 3.0.2 / PostgreSQL 15 cluster on 127.0.0.1 (see tests/integration/lab.py).
+Patroni / PostgreSQL 15 cluster on 127.0.0.1 (see tests/integration/lab.py).
 
 Run as root (Patroni/Postgres are started as the `postgres` user):
     /usr/bin/python3 -m pytest -v tests/integration -m integration
@@ -8,6 +8,8 @@ Environment:
     PGBC_CACHE   cache dir for the Consul .deb/binary (default /var/cache/pgbouncer-consul)
     PGBC_CONSUL  use this consul binary instead of fetching one
     PGBC_KEEP    if set, keep the lab work dirs under /tmp after the run (for logs)
+    PGBC_PATRONI 3 (default: bookworm's 3.0.2) or 4 (trixie's 4.0.7, fetched by
+                 scripts/fetch-patroni.sh into $PGBC_CACHE)
 """
 
 from __future__ import annotations
@@ -51,9 +53,13 @@ def pytest_collection_modifyitems(config, items):
 def _require_lab():
     if os.geteuid() != 0:
         pytest.skip("the integration lab must run as root (it starts Patroni as postgres)")
-    missing = [p for p in (lab.PATRONI_BIN, str(lab.PG_BIN / "postgres")) if not os.path.exists(p)]
+    missing = [p for p in (str(lab.PG_BIN / "postgres"),) if not os.path.exists(p)]
     if missing:
         pytest.fail(f"lab prerequisites missing: {missing}; run ./test.sh, which installs them")
+    try:
+        lab.patroni_install()           # the one PGBC_PATRONI asks for
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 def _workdir(prefix: str) -> Path:
@@ -147,6 +153,7 @@ def patroni_cluster(consul, request):
     cluster = lab.PatroniCluster(wd, consul)
     try:
         cluster.start()
+        lab.record_timing("patroni_version", cluster.patroni_version)
         lab.record_timing("patroni_cluster_start", cluster.start_time)
         yield cluster
     finally:

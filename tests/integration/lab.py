@@ -10,6 +10,12 @@ Patroni and PostgreSQL refuse to run as root: they run as the ``postgres`` OS us
 PID, not a runuser/su wrapper's).  Working directories are created under /tmp and
 chowned to postgres.
 
+Which Patroni runs comes from one place, $PGBC_PATRONI (patroni_install()):
+``3`` (default) is bookworm's installed /usr/bin/patroni 3.0.2, ``4`` is trixie's
+4.0.7 unpacked by scripts/fetch-patroni.sh into $PGBC_CACHE/patroni-4.0.7 and run
+with /usr/bin/python3 and that prefix on PYTHONPATH.  A cluster checks at start
+that Patroni says the version asked for (``cluster.patroni_version``).
+
 Typical use::
 
     consul = Consul(workdir, binary=consul_binary(cache_dir)).start()
@@ -44,10 +50,14 @@ from typing import Any, Callable, Iterable
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 FETCH_CONSUL = REPO / "tests" / "lab" / "fetch-consul.sh"
+FETCH_PATRONI = REPO / "scripts" / "fetch-patroni.sh"
+PATRONI4_PIN = REPO / "tests" / "lab" / "patroni4.pin"
 DEFAULT_CACHE = "/var/cache/pgbouncer-consul"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# bookworm's installed Patroni (PGBC_PATRONI=3); patroni_install() picks one
 PATRONI_BIN = "/usr/bin/patroni"
 PATRONICTL_BIN = "/usr/bin/patronictl"
+PATRONI3_VERSION = "3.0.2"
 PG_USER = "postgres"
 PG_PASSWORD = "postgres"
 REPL_USER = "replicator"
@@ -328,6 +338,84 @@ def consul_binary(cache_dir: str | os.PathLike | None = None) -> str:
     if not os.access(path, os.X_OK):
         raise RuntimeError(f"fetch-consul.sh printed {path!r}, which is not executable")
     return path
+
+
+# --------------------------------------------------------------------------- which patroni
+
+def _pin_values(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines()
+                if line and not line.startswith("#") and "=" in line)
+
+
+@dataclass(frozen=True)
+class PatroniInstall:
+    """One Patroni: `major` as PGBC_PATRONI names it, the `version` it must
+    report, and the private prefix it runs from (None: the installed one)."""
+    major: str
+    version: str
+    prefix: Path | None = None
+
+    def argv(self, tool: str = "patroni") -> list[str]:
+        """The command line start of `patroni` or `patronictl`."""
+        if self.prefix is None:
+            return [PATRONI_BIN if tool == "patroni" else PATRONICTL_BIN]
+        return ["/usr/bin/python3", str(self.prefix / "usr" / "bin" / tool)]
+
+    @property
+    def primary_role(self) -> str:
+        """The role this Patroni writes in the leader's member record."""
+        return "master" if self.major == "3" else "primary"
+
+    def env(self) -> dict[str, str]:
+        """What the environment needs beside PATH & co. to run it."""
+        if self.prefix is None:
+            return {}
+        return {"PYTHONPATH": str(self.prefix / "usr" / "lib" / "python3" / "dist-packages")}
+
+    def reported_version(self) -> str:
+        """What `patroni --version` says, run as the postgres user as the lab runs it."""
+        kw: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(PG_USER)
+            kw.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **self.env()}
+        r = subprocess.run(self.argv("patroni") + ["--version"], env=env, cwd="/",
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=60, **kw)
+        out = (r.stdout + r.stderr).strip()
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(self.argv())} --version failed (rc={r.returncode}): "
+                               f"{out}")
+        return out.removeprefix("patroni ").strip()
+
+    def check(self) -> None:
+        """Raise unless this Patroni says it is `version`: a test must never
+        run against another Patroni than the one asked for."""
+        got = self.reported_version()
+        if got != self.version:
+            raise RuntimeError(f"PGBC_PATRONI={self.major} wants Patroni {self.version}, but "
+                               f"{' '.join(self.argv())} --version says {got!r}")
+
+
+def patroni_install(major: str | None = None) -> PatroniInstall:
+    """The Patroni the lab runs: `major` or $PGBC_PATRONI, "3" (default:
+    bookworm's /usr/bin/patroni 3.0.2) or "4" (trixie's, unpacked by
+    scripts/fetch-patroni.sh into $PGBC_CACHE/patroni-<version>)."""
+    major = str(major or os.environ.get("PGBC_PATRONI") or "3")
+    if major == "3":
+        if not os.path.exists(PATRONI_BIN):
+            raise RuntimeError(f"{PATRONI_BIN} missing: apt-get install patroni "
+                               "(scripts/install-deps.sh)")
+        return PatroniInstall("3", PATRONI3_VERSION)
+    if major == "4":
+        version = _pin_values(PATRONI4_PIN)["PATRONI_VERSION"]
+        cache = Path(os.environ.get("PGBC_CACHE") or DEFAULT_CACHE)
+        prefix = cache / f"patroni-{version}"
+        if not (prefix / "usr" / "bin" / "patroni").exists():
+            raise RuntimeError(f"PGBC_PATRONI=4: no Patroni {version} in {prefix}: "
+                               f"run {FETCH_PATRONI} {cache} (test.sh does)")
+        return PatroniInstall("4", version, prefix)
+    raise RuntimeError(f"PGBC_PATRONI={major!r}: say 3 (Patroni {PATRONI3_VERSION}) or 4")
 
 
 @dataclass
@@ -794,20 +882,33 @@ def _yaml(obj: Any, indent: int = 0) -> str:
 
 
 class PatroniCluster:
-    """`members` Patroni 3.0.2 + PostgreSQL 15 members on loopback, DCS = `consul`.
+    """`members` Patroni + PostgreSQL 15 members on loopback, DCS = `consul`.
+    The Patroni is `patroni` ("3" or "4"), else $PGBC_PATRONI (patroni_install);
+    `patroni_version` is the version it runs, checked at start.
 
     Keys in Consul: service/<scope>/leader (member name, session-locked),
     service/<scope>/members/<name> (JSON with conn_url/api_url/role/state), ...
+    The leader's record says role "master" (3.x) or "primary" (4.x), see
+    primary_role; who leads is the leader key's to say, not the records'.
     """
 
     def __init__(self, workdir: str | os.PathLike, consul: Consul, scope: str = "raddb",
                  members: int = 3, namespace: str = "service", ttl: int = 20,
-                 loop_wait: int = 2, retry_timeout: int = 5, names: Iterable[str] | None = None,
-                 pg_parameters: dict | None = None, register_service: bool = True):
+                 loop_wait: int = 2, retry_timeout: int | None = None,
+                 names: Iterable[str] | None = None, pg_parameters: dict | None = None,
+                 register_service: bool = True, patroni: str | None = None):
         self.workdir = Path(workdir)
         self.consul = consul
         self.scope = scope
         self.namespace = namespace.strip("/")
+        self.install = patroni_install(patroni)
+        if retry_timeout is None:
+            # 4.x refuses loop_wait + 2 * retry_timeout > ttl and silently
+            # rewrites the values in `config` (LAB.md): 9 fits ttl 20, loop_wait 2
+            retry_timeout = 9 if self.install.major == "4" else 5
+        if self.install.major == "4" and loop_wait + 2 * retry_timeout > ttl:
+            raise ValueError(f"Patroni {self.install.version} would rewrite loop_wait "
+                             f"{loop_wait} + 2 * retry_timeout {retry_timeout} > ttl {ttl}")
         self.ttl, self.loop_wait, self.retry_timeout = ttl, loop_wait, retry_timeout
         self.register_service = register_service
         self.pg_parameters = {
@@ -826,7 +927,36 @@ class PatroniCluster:
         self._write_configs()
 
     def __repr__(self) -> str:
-        return f"<PatroniCluster {self.scope} {list(self._members)}>"
+        return f"<PatroniCluster {self.scope} {list(self._members)} patroni {self.patroni_version}>"
+
+    # -- which patroni
+    @property
+    def patroni_version(self) -> str:
+        return self.install.version
+
+    @property
+    def primary_role(self) -> str:
+        """What this Patroni writes as the leader's role in its member record."""
+        return self.install.primary_role
+
+    def patronictl_argv(self, *args: str, member: str | None = None) -> list[str]:
+        """`patronictl -c <member's yml> ARGS` for this cluster's Patroni; run
+        it as postgres with patroni_env()."""
+        yml = self._members[member or next(iter(self._members))].yml
+        return self.install.argv("patronictl") + ["-c", str(yml), *args]
+
+    def patronictl(self, *args: str, member: str | None = None,
+                   timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """Run patronictl as postgres; the CompletedProcess (text), whatever its rc."""
+        p = self._popen_as_pg(self.patronictl_argv(*args, member=member),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=str(self.workdir))
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_pid(p.pid, timeout=5, proc=p, name="patronictl")
+            raise
+        return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
     # -- keys
     @property
@@ -898,10 +1028,14 @@ class PatroniCluster:
 
     # -- process control
     def _env(self) -> dict:
+        return self.patroni_env()
+
+    def patroni_env(self) -> dict:
+        """The environment Patroni and patronictl run with (as postgres)."""
         pw = pwd.getpwnam(PG_USER)
         return {"PATH": f"{PG_BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": pw.pw_dir,
                 "USER": PG_USER, "LOGNAME": PG_USER, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-                "PYTHONUNBUFFERED": "1"}
+                "PYTHONUNBUFFERED": "1", **self.install.env()}
 
     def _popen_as_pg(self, argv: list[str], **kw: Any) -> subprocess.Popen:
         if os.geteuid() == 0:
@@ -918,7 +1052,7 @@ class PatroniCluster:
         logf = open(m.log_path, "ab")
         logf.write(f"\n==== lab: start #{m.starts + 1} {time.ctime()} ====\n".encode())
         logf.flush()
-        m.proc = self._popen_as_pg([PATRONI_BIN, str(m.yml)], stdout=logf,
+        m.proc = self._popen_as_pg(self.install.argv("patroni") + [str(m.yml)], stdout=logf,
                                    stderr=subprocess.STDOUT, start_new_session=True,
                                    cwd=str(m.dir))
         logf.close()
@@ -982,6 +1116,7 @@ class PatroniCluster:
         return self.kill9_member(name)
 
     def start(self, timeout: float = 90.0) -> "PatroniCluster":
+        self.install.check()
         fresh = not any((m.data_dir / "PG_VERSION").exists() for m in self._members.values())
         if fresh:
             # a reused Consul may still hold an old cluster's keys (initialize, config)
@@ -991,14 +1126,29 @@ class PatroniCluster:
             for n in self._members:
                 self.start_member(n)
             self.wait_healthy(timeout=timeout)
+            self.check_member_versions()
         except BaseException:
             log("cluster start failed; log tails:\n" + self.log_tails())
             self.stop()
             raise
         self.start_time = time.monotonic() - t0
-        log(f"patroni cluster {self.scope} healthy in {self.start_time:.1f}s: "
+        log(f"patroni {self.patroni_version} cluster {self.scope} healthy in "
+            f"{self.start_time:.1f}s: "
             f"leader={self.leader()} members={ {n: m.port for n, m in self._members.items()} }")
         return self
+
+    def check_member_versions(self) -> None:
+        """Every running member's record names the Patroni version asked for
+        (what each running process wrote itself)."""
+        def versions() -> dict:
+            return {n: (self.member_record(n) or {}).get("version")
+                    for n, m in self._members.items() if m.pid}
+        try:
+            wait_until(lambda: set(versions().values()) == {self.patroni_version}, 30, 0.2,
+                       f"member records of Patroni {self.patroni_version}")
+        except TimeoutError:
+            raise RuntimeError(f"asked for Patroni {self.patroni_version}, member records "
+                               f"say {versions()}") from None
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop every member (replicas first, then the leader), bounded."""
@@ -1188,18 +1338,12 @@ class PatroniCluster:
             raise RuntimeError("no leader: cannot switch over")
         t0 = time.monotonic()
         if use_patronictl:
-            argv = [PATRONICTL_BIN, "-c", str(self._members[old].yml), "switchover",
-                    "--master", old, "--force"]
+            # --leader: 4.x dropped --master; 3.0.2 takes both
+            args = ["switchover", "--leader", old, "--force"]
             if candidate:
-                argv += ["--candidate", candidate]
-            p = self._popen_as_pg(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  cwd=str(self._members[old].dir))
-            try:
-                out, _ = p.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                stop_pid(p.pid, timeout=5, proc=p)
-                raise
-            status, body = p.returncode, out.decode(errors="replace")
+                args += ["--candidate", candidate]
+            r = self.patronictl(*args, member=old, timeout=timeout)
+            status, body = r.returncode, r.stdout + r.stderr
             if status != 0:
                 raise RuntimeError(f"patronictl switchover failed rc={status}: {body}")
         else:

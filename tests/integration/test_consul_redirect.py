@@ -1,5 +1,6 @@
 """consul_redirect.so inside the PgBouncer fork, against a real Consul 1.8.7 dev
-agent and a real 3-member Patroni 3.0.2 / PostgreSQL 15 cluster (tests/integration/lab.py).
+agent and a real 3-member Patroni / PostgreSQL 15 cluster (tests/integration/lab.py;
+PGBC_PATRONI=3 for bookworm's 3.0.2, the default, or 4 for trixie's 4.0.7).
 
     /usr/bin/python3 -m pytest -v tests/integration/test_consul_redirect.py   (as root)
 
@@ -75,11 +76,14 @@ class FakeScope:
         self.consul, self.scope, self.token = consul, scope, token
         self.prefix = f"service/{scope}/"
 
-    def member(self, name: str, port: int, host: str = "127.0.0.1", role: str = "master",
+    def member(self, name: str, port: int, host: str = "127.0.0.1", role: str | None = None,
                state: str = "running", conn_url: str | None = None) -> None:
+        """A member record as the lab's Patroni writes it (PGBC_PATRONI): role
+        None is its primary's ("master" in 3.x, "primary" in 4.x)."""
+        patroni = lab.patroni_install()
         rec = {"conn_url": conn_url or f"postgres://{host}:{port}/postgres",
-               "api_url": f"http://{host}:8008/patroni", "state": state, "role": role,
-               "version": "3.0.2"}
+               "api_url": f"http://{host}:8008/patroni", "state": state,
+               "role": role or patroni.primary_role, "version": patroni.version}
         assert self.consul.kv_put(self.prefix + "members/" + name, json.dumps(rec),
                                   token=self.token)
 
@@ -990,7 +994,7 @@ def test_any_and_replica_roles_list_running_members(consul, bouncer_factory):
     f = FakeScope(consul, scope="hosts")
     f.clear()
     try:
-        f.member("a", 5999, host="127.0.0.1", role="master")
+        f.member("a", 5999, host="127.0.0.1")
         f.member("b", 5999, host="127.0.0.2", role="replica")
         f.member("c", 5999, host="127.0.0.3", role="replica", state="stopped")
         f.member("d", 5999, host="127.0.0.4", role="replica")

@@ -47,10 +47,11 @@ def tls_consul():
         'verify_incoming = false\n'))
     c.start()
     lab.chown_tree(d)
-    # a leader and its member record, as Patroni writes them
+    # a leader and its member record, as the lab's Patroni writes them
+    patroni = lab.patroni_install()
     c.kv_put("service/tlsscope/members/a", json.dumps(
         {"conn_url": "postgres://127.0.0.1:5999/postgres", "api_url": "http://127.0.0.1:8999/patroni",
-         "state": "running", "role": "master", "version": "3.0.2"}))
+         "state": "running", "role": patroni.primary_role, "version": patroni.version}))
     body = c.api("PUT", "/v1/session/create", {"Name": "tlsscope-a", "TTL": "300s"})
     assert c.kv_put("service/tlsscope/leader", "a", acquire=body["ID"])
     yield c, f"https://127.0.0.1:{https}", ca_pem, other_ca

@@ -800,10 +800,7 @@ def test_maintenance_bad_action_and_unreachable(tmp_path, consul):
 # --------------------------------------------------------------------------- topology
 
 def patronictl(cluster: lab.PatroniCluster, *args: str) -> str:
-    uid, gid = pg_ids()
-    yml = cluster.member(cluster.names[0]).yml
-    r = subprocess.run([lab.PATRONICTL_BIN, "-c", str(yml)] + list(args), capture_output=True,
-                       text=True, timeout=30, user=uid, group=gid, extra_groups=[], cwd="/tmp")
+    r = cluster.patronictl(*args, timeout=30)
     assert r.returncode == 0, r.stderr
     return r.stdout
 

@@ -1,4 +1,4 @@
-"""Tests of the lab itself: real Consul 1.8.7, Patroni 3.0.2, PostgreSQL 15.
+"""Tests of the lab itself: real Consul 1.8.7, Patroni (PGBC_PATRONI), PostgreSQL 15.
 
     /usr/bin/python3 -m pytest -v tests/integration/test_lab.py      (as root)
 
@@ -141,6 +141,18 @@ def test_cluster_has_leader_and_two_replicas(patroni_cluster):
             assert uid != 0
 
 
+def test_patroni_version_is_the_one_asked_for(patroni_cluster):
+    """The cluster runs the Patroni PGBC_PATRONI names, and one that says
+    another version is refused before anything starts."""
+    cl = patroni_cluster
+    assert cl.patroni_version == lab.patroni_install().version
+    assert cl.install.reported_version() == cl.patroni_version
+    wrong = lab.PatroniInstall(cl.install.major, "0.0.1", cl.install.prefix)
+    with pytest.raises(RuntimeError, match=r"wants Patroni 0\.0\.1, but .* says '"
+                       + cl.patroni_version.replace(".", r"\.")):
+        wrong.check()
+
+
 def test_consul_keys_describe_cluster(patroni_cluster, consul):
     cl = patroni_cluster
     leader = cl.leader()
@@ -156,12 +168,14 @@ def test_consul_keys_describe_cluster(patroni_cluster, consul):
         assert rec["api_url"] == f"http://127.0.0.1:{info['api_port']}/patroni"
         assert rec["state"] == "running"
         if name == leader:
-            assert rec["role"] in ("master", "primary"), rec
+            assert rec["role"] == cl.primary_role, rec
         else:
             assert rec["role"] == "replica", rec
+        assert rec["version"] == cl.patroni_version, rec
     assert consul.kv_get("service/raddb/initialize").value.isdigit()
     cfg = consul.kv_get("service/raddb/config").json()
-    assert cfg["ttl"] == 20 and cfg["loop_wait"] == 2
+    # as asked: Patroni 4 rewrites timings that break its ttl rule
+    assert (cfg["ttl"], cfg["loop_wait"], cfg["retry_timeout"]) == (20, 2, cl.retry_timeout)
     # register_service: true -> Consul service raddb, tags by role
     def tags_ok():
         svcs = consul.services()
