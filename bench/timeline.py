@@ -304,6 +304,75 @@ class ForkLog:
         return out
 
 
+PG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3}) (\S+) \[\d+\] \w+:  (.*)$")
+PATRONI_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) \w+: (.*)$")
+MEMBER_PATTERNS = [
+    ("switchover_request", re.compile(r"received switchover request")),
+    ("demoting", re.compile(r"manual failover: demoting myself|Demoting self")),
+    ("checkpoint_start", re.compile(r"checkpoint starting: immediate force wait")),
+    ("fast_shutdown", re.compile(r"received fast shutdown request")),
+    ("shut_down", re.compile(r"database system is shut down")),
+    ("key_released", re.compile(r"Leader key released")),
+    ("took_lock", re.compile(r"promoted self to leader|acquired session lock as a leader")),
+    ("promote_request", re.compile(r"received promote request")),
+    ("recovery_complete", re.compile(r"archive recovery complete")),
+    ("ready", re.compile(r"database system is ready to accept connections")),
+]
+
+
+class MemberLogs:
+    """The members' patroni.log files, where lab.py's Patroni writes its own
+    lines (asctime: local time, ms after a comma) and PostgreSQL's (%m: ms, in
+    log_timezone, which the bench sets to UTC)."""
+
+    def __init__(self, paths: dict[str, Path]):
+        self.paths = {n: Path(p) for n, p in paths.items()}
+
+    def mark(self) -> dict[str, int]:
+        out = {}
+        for n, p in self.paths.items():
+            try:
+                out[n] = p.stat().st_size
+            except OSError:
+                out[n] = 0
+        return out
+
+    def events(self, marks: dict[str, int], offset: float) -> list[tuple[float, str, str]]:
+        """(monotonic time, member, kind), in time order."""
+        out = []
+        for n, p in self.paths.items():
+            try:
+                with open(p, "rb") as f:
+                    f.seek(marks.get(n, 0))
+                    data = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            for line in data.splitlines():
+                m = PG_LINE.match(line)
+                if m:
+                    stamp, ms, tz, msg = m.groups()
+                    if tz not in ("UTC", "GMT"):
+                        continue
+                    wall = calendar.timegm(time.strptime(stamp, "%Y-%m-%d %H:%M:%S"))
+                else:
+                    m = PATRONI_LINE.match(line)
+                    if not m:
+                        continue
+                    stamp, ms, msg = m.groups()
+                    wall = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S"))
+                wall += int(ms) / 1000 + 0.0005
+                for kind, rx in MEMBER_PATTERNS:
+                    if rx.search(msg):
+                        out.append((wall - offset, n, kind))
+                        break
+        out.sort()
+        return out
+
+
+def first_member_event(ev, member, kind, after=float("-inf")):
+    return next((t for t, n, k in ev if n == member and k == kind and t >= after), None)
+
+
 def first_event(events, kind, after=float("-inf"), **match):
     for t, k, f in events:
         if k == kind and t >= after and all(str(f.get(a)) == str(b) for a, b in match.items()):
