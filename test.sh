@@ -135,9 +135,9 @@ stage "pgbouncer-helper upgrade 13 -> 15 and restore" pytest upgrade-restore "$t
 # PGBC_PATRONI and checks the cluster runs that version), one after the
 # other: their timings must not compete for the 2 cores
 PGBC_PATRONI=3 stage "consul_redirect.so following the lab (Patroni $patroni3)" \
-	pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
+	pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
 PGBC_PATRONI=4 stage "consul_redirect.so following the lab (Patroni $patroni4)" \
-	pytest consul-redirect-patroni4 "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
+	pytest consul-redirect-patroni4 "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
 
 # --- the same code with ASan + UBSan (./configure --enable-sanitizers) ------
 # automake refuses a VPATH build from a source tree configured in place (as
@@ -205,7 +205,7 @@ san_lab() {
 # upgrade/restore tests (minutes of pg_upgrade and pgBackRest, little of
 # our code) run on the normal build only
 PGBC_PATRONI=3 stage "sanitizers: consul_redirect.so following the lab (Patroni $patroni3)" san_run lab san_lab consul-redirect-san \
-	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
+	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
 stage "sanitizers: pgbouncer-helper against the lab" san_run helper san_lab helper-san \
 	"$top/tests/integration/test_helper.py"
 
