@@ -4,7 +4,8 @@
 # builds, then runs unit tests, fuzzers, the fork's tests, the attack tests
 # of our security fixes, PgBouncer's own suite (unpatched, fork, fork +
 # plugin), the Debian packages installed in a throwaway bookworm root, and
-# the integration tests against a real Consul and Patroni lab; then builds
+# the integration tests against a real Consul and Patroni lab (the plugin's
+# against Patroni 3.0.2 and 4.x); then builds
 # the tree again with ASan + UBSan (build-san/) and runs the unit tests, the
 # fork's tests and the plugin's and helper's lab tests on it.  A skipped
 # test, and any sanitizer report, fails its stage.  Every server it starts
@@ -42,6 +43,13 @@ stage() {
 
 # --- Debian packages ----------------------------------------------------
 scripts/install-deps.sh "$results"
+# the lab's second Patroni (PGBC_PATRONI=4): trixie's, pinned, unpacked
+# into the cache beside bookworm's installed 3.0.2; cached after the first run
+scripts/fetch-patroni.sh "$PGBC_CACHE"
+patroni3=$(dpkg-query -W -f='${Version}' patroni | sed 's/-[^-]*$//')
+patroni4=$(sed -n 's/^PATRONI_VERSION=//p' tests/lab/patroni4.pin)
+# every lab stage runs on bookworm's Patroni unless it says otherwise
+export PGBC_PATRONI=3
 
 # --- build ----------------------------------------------------------------
 say "building (fetch + verify upstream, patch, configure, make)"
@@ -120,10 +128,16 @@ stage "upstream source checks (sums, patches)" pytest build "$top/tests/build"
 stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
 stage "attacks: unpatched build vs the fork (tests/security)" pytest security "$top/tests/security"
-stage "lab: real Consul 1.8.7 and Patroni 3.0.2 cluster" pytest lab "$top/tests/integration/test_lab.py"
+stage "lab: real Consul 1.8.7 and Patroni $patroni3 cluster" pytest lab "$top/tests/integration/test_lab.py"
 stage "pgbouncer-helper against the lab" pytest helper "$top/tests/integration/test_helper.py"
 stage "pgbouncer-helper upgrade 13 -> 15 and restore" pytest upgrade-restore "$top/tests/integration/test_upgrade_restore.py"
-stage "consul_redirect.so following the lab" pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
+# once per Patroni the plugin must follow (tests/integration/lab.py reads
+# PGBC_PATRONI and checks the cluster runs that version), one after the
+# other: their timings must not compete for the 2 cores
+PGBC_PATRONI=3 stage "consul_redirect.so following the lab (Patroni $patroni3)" \
+	pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
+PGBC_PATRONI=4 stage "consul_redirect.so following the lab (Patroni $patroni4)" \
+	pytest consul-redirect-patroni4 "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
 
 # --- the same code with ASan + UBSan (./configure --enable-sanitizers) ------
 # automake refuses a VPATH build from a source tree configured in place (as
@@ -186,9 +200,11 @@ san_lab() {
 	pytest "$name" "$@"
 }
 # all of the plugin's integration tests (about 145 s sanitized) and the
-# helper's (about 120 s); the upgrade/restore tests (minutes of pg_upgrade
-# and pgBackRest, little of our code) run on the normal build only
-stage "sanitizers: consul_redirect.so following the lab" san_run lab san_lab consul-redirect-san \
+# helper's (about 120 s), on Patroni 3.0.2 only (what 4.x changes is data
+# the plugin parses, which the normal build's Patroni 4 stage covers); the
+# upgrade/restore tests (minutes of pg_upgrade and pgBackRest, little of
+# our code) run on the normal build only
+PGBC_PATRONI=3 stage "sanitizers: consul_redirect.so following the lab (Patroni $patroni3)" san_run lab san_lab consul-redirect-san \
 	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_consul_tls.py"
 stage "sanitizers: pgbouncer-helper against the lab" san_run helper san_lab helper-san \
 	"$top/tests/integration/test_helper.py"
