@@ -199,12 +199,14 @@ san_lab() {
 	export PGBC_HELPER=$san/obj/helper/pgbouncer-helper
 	pytest "$name" "$@"
 }
-# all of the plugin's integration tests (about 145 s sanitized) and the
-# helper's (about 120 s), on Patroni 3.0.2 only (what 4.x changes is data
-# the plugin parses, which the normal build's Patroni 4 stage covers); the
-# upgrade/restore tests (minutes of pg_upgrade and pgBackRest, little of
-# our code) run on the normal build only
+# all of the plugin's integration tests (about 150 s sanitized), on both
+# Patroni versions (4.x writes records the plugin parses differently:
+# primary, demoted, replication_state), and the helper's (about 120 s);
+# the upgrade/restore tests (minutes of pg_upgrade and pgBackRest, little
+# of our code) run on the normal build only
 PGBC_PATRONI=3 stage "sanitizers: consul_redirect.so following the lab (Patroni $patroni3)" san_run lab san_lab consul-redirect-san \
+	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
+PGBC_PATRONI=4 stage "sanitizers: consul_redirect.so following the lab (Patroni $patroni4)" san_run lab-patroni4 san_lab consul-redirect-san-patroni4 \
 	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
 stage "sanitizers: pgbouncer-helper against the lab" san_run helper san_lab helper-san \
 	"$top/tests/integration/test_helper.py"

@@ -970,7 +970,8 @@ def test_backup_hook_as_patroni_callback_on_switchover(consul, cluster, pgbr):
         lab.wait_until(lambda: "stanza-create done, check passed" in log.read_text(), 120, 0.5,
                        f"callback on {sw['new']}")
         text = log.read_text()
-        assert "on_role_change as master of scope raddb" in text
+        # Patroni calls back with its own name for the role: master (3.x), primary (4.x)
+        assert f"on_role_change as {cluster.primary_role} of scope raddb" in text
         assert pgbr["repo"].is_dir()
         old_log = pgbr["dir"] / f"hook-{sw['old']}.log"
         lab.wait_until(old_log.exists, 30, 0.5, "callback on the demoted member")

@@ -39,12 +39,14 @@ import argparse
 import base64
 import http.client
 import json
+import os
+import shutil
 import socket
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -414,15 +416,22 @@ def main(argv: list[str] | None = None) -> int:
         work = lab.make_workdir("pgbc-record-")
         consul = lab.Consul(work / "consul").start()
         cluster = None
+        ok = False
         try:
             cluster = lab.PatroniCluster(work / "patroni", consul, scope=args.scope,
                                          patroni=major).start()
             for event in events:
                 record_event(cluster, event, args.out)
+            ok = True
         finally:
             if cluster is not None:
                 cluster.stop()
             consul.stop()
+        # the logs stay after a failure, as the lab's fixtures keep them
+        if ok and not os.environ.get("PGBC_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            lab.log(f"record: keeping {work} (logs)")
     return 0
 
 
