@@ -77,7 +77,7 @@ def test_version_names_fork_and_api(bouncer):
     import subprocess
     out = subprocess.run([str(FORK), "--version"], capture_output=True, text=True, check=True).stdout
     assert "pgbouncer-consul" in out.splitlines()[0]
-    assert "plugin API 1" in out.splitlines()[0]
+    assert "plugin API 2" in out.splitlines()[0]
     # SHOW VERSION says the same (upstream's test_show_version relies on it)
     bouncer.write_config("", plugins="")
     bouncer.start()
@@ -339,7 +339,7 @@ def test_api_version_mismatch_stops_startup(bouncer, pg_a):
     bouncer.write_config(db_line(pg_a), sections=sections(bouncer))
     rc, out = bouncer.start(env={"TEST_PLUGIN_API_VERSION": "99"}, expect_fail=True)
     assert rc != 0
-    assert "was built for plugin API 99, this PgBouncer has plugin API 1" in out
+    assert "was built for plugin API 99, this PgBouncer has plugin API 2" in out
 
 
 def test_bad_claimed_key_at_startup(bouncer, pg_a):
@@ -409,3 +409,33 @@ def test_fork_without_plugins_refuses_plugin_keys(bouncer, pg_a):
     bouncer.write_config(db_line(pg_a), plugins="")
     rc, out = bouncer.start(expect_fail=True)
     assert rc != 0 and "unrecognized connection parameter: test_tag" in out
+
+
+def show_config(bouncer, key):
+    return [r[1] for r in bouncer.admin("show config") if r[0] == key][0]
+
+
+def test_get_setting_as_show_config_prints_it(bouncer, pg_a):
+    started(bouncer, pg_a)
+    assert bouncer.command("setting query_wait_timeout") == "value=120" == "value=" + show_config(bouncer, "query_wait_timeout")
+    assert bouncer.command("setting pool_mode") == "value=transaction"
+    assert bouncer.command("setting listen_port") == f"value={bouncer.port}"
+    # an unset one (NULL in SHOW CONFIG) is empty
+    assert show_config(bouncer, "auth_user") is None
+    assert bouncer.command("setting auth_user") == "value="
+    # the current value: SET on the console, then RELOAD of the file
+    bouncer.admin("set query_wait_timeout = '0.5'")
+    assert bouncer.command("setting query_wait_timeout") == "value=0.5"
+    bouncer.write_config(db_line(pg_a), sections=sections(bouncer), extra="query_wait_timeout = 45\n")
+    bouncer.admin("reload")
+    assert bouncer.command("setting query_wait_timeout") == "value=45"
+
+
+def test_get_setting_unknown_or_too_long(bouncer, pg_a):
+    started(bouncer, pg_a)
+    assert bouncer.command("setting no_such_setting") == "false"
+    # a plugin's own section is not PgBouncer's
+    assert bouncer.command("setting control_dir") == "false"
+    # "120" needs 4 bytes with its NUL
+    assert bouncer.command("setting query_wait_timeout 3") == "false"
+    assert bouncer.command("setting query_wait_timeout 4") == "value=120"

@@ -16,6 +16,7 @@
 #include "pgb_plugin.h"
 
 #define TP_MAX_DBS 16
+#define TP_MAX_ADDRS 8
 #define TP_POLL_USEC 20000
 
 struct tp_db {
@@ -32,6 +33,7 @@ struct tp_state {
 	char check_query[256];
 	char refuse_value[64];
 	char last_check[64];
+	char last_check_addr[300];	/* host:port the last check was told */
 	struct tp_db dbs[TP_MAX_DBS];
 	int db_count;
 	int reloads;
@@ -97,6 +99,27 @@ tp_write_file(const char *name, const char *text)
 
 static bool tp_show(void *ctx, struct pgb_show *show);
 
+/* "host:port host:port ..." (the port after the last colon) */
+static int
+tp_parse_addresses(char *text, struct pgb_address *addrs)
+{
+	char *word, *colon, *save = NULL;
+	int n = 0;
+
+	for (word = strtok_r(text, " ", &save); word && n < TP_MAX_ADDRS;
+	     word = strtok_r(NULL, " ", &save)) {
+		colon = strrchr(word, ':');
+		if (!colon)
+			return -1;
+		*colon = 0;
+		/* "-" stands for an empty host, "none" for NULL */
+		addrs[n].host = strcmp(word, "none") == 0 ? NULL : strcmp(word, "-") == 0 ? "" : word;
+		addrs[n].port = atoi(colon + 1);
+		n++;
+	}
+	return n;
+}
+
 /* one command line: verb db [args] */
 static void
 tp_run(char *line, char *out, size_t outlen)
@@ -120,6 +143,29 @@ tp_run(char *line, char *out, size_t outlen)
 		}
 		n = tp.api->db_set_address(db, host, port);
 		snprintf(out, outlen, "%d\n", n);
+	} else if (strcmp(verb, "addresses") == 0) {
+		/* addresses db [host:port ...]: none at all is count 0 */
+		struct pgb_address addrs[TP_MAX_ADDRS];
+		char empty[1] = "";
+
+		n = tp_parse_addresses(rest ? rest : empty, addrs);
+		if (n < 0) {
+			snprintf(out, outlen, "error: addresses are host:port\n");
+			return;
+		}
+		n = tp.api->db_set_addresses(db, addrs, n);
+		snprintf(out, outlen, "%d\n", n);
+	} else if (strcmp(verb, "setting") == 0) {
+		/* setting name [buflen]: here "db" is the setting's name */
+		char value[512];
+		size_t len = rest ? (size_t)atoi(rest) : sizeof(value);
+
+		if (len > sizeof(value))
+			len = sizeof(value);
+		if (tp.api->get_setting(db, value, len))
+			snprintf(out, outlen, "value=%s\n", value);
+		else
+			snprintf(out, outlen, "false\n");
 	} else if (strcmp(verb, "hold") == 0) {
 		snprintf(out, outlen, "%s\n", tp.api->db_hold(db, true) ? "ok" : "error");
 	} else if (strcmp(verb, "release") == 0) {
@@ -192,6 +238,9 @@ tp_show(void *ctx, struct pgb_show *show)
 	tp.api->show_row(show, row);
 	row[0] = "last_check";
 	row[1] = tp.last_check[0] ? tp.last_check : NULL;
+	tp.api->show_row(show, row);
+	row[0] = "last_check_addr";
+	row[1] = tp.last_check_addr[0] ? tp.last_check_addr : NULL;
 	tp.api->show_row(show, row);
 	for (i = 0; i < tp.db_count; i++) {
 		row[0] = tp.dbs[i].name;
@@ -292,6 +341,7 @@ tp_server_check_result(void *ctx, const char *db, const char *host, int port,
 {
 	tp.checks++;
 	snprintf(tp.last_check, sizeof(tp.last_check), "%s", value ? value : "(null)");
+	snprintf(tp.last_check_addr, sizeof(tp.last_check_addr), "%s:%d", host ? host : "(null)", port);
 	if (value && tp.refuse_value[0] && strcmp(value, tp.refuse_value) == 0) {
 		struct timeval tv = { 0, 100000 };
 
