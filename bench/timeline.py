@@ -246,9 +246,10 @@ SOCK = r"(?P<sock>[SC])-0x[0-9a-f]+: (?P<db>[^/ ]+)/(?P<user>[^@ ]+)@(?P<host>[^
 CR = r'consul_redirect: scope "(?P<scope>[^"]+)": '
 PATTERNS = [
     ("announced", re.compile(CR + r'switchover from "(?P<from>[^"]*)".* announced')),
-    ("no_leader", re.compile(CR + r"no leader")),
-    ("new_leader", re.compile(CR + r'new leader "(?P<name>[^"]+)"')),
-    ("leader_at", re.compile(CR + r'leader "(?P<name>[^"]+)" is at (?P<host>\S+) port (?P<port>\d+)')),
+    ("no_leader", re.compile(CR + r"role primary: no member holds the leader key")),
+    # one answer carries the leader key and its record: learning it is reading it
+    ("new_leader", re.compile(CR + r"leader is (?P<name>\S+) \(")),
+    ("leader_at", re.compile(CR + r"leader is (?P<name>\S+) \((?P<host>\S+) port (?P<port>\d+)\)")),
     ("points_at", re.compile(CR + r'database "(?P<db>[^"]+)" now points at (?P<host>\S+) port (?P<port>\d+)')),
     ("switch_over", re.compile(CR + r'switchover from "[^"]*" over \((?P<why>[^)]*)\)')),
     ("accepted_after", re.compile(CR + r'database "(?P<db>[^"]+)": server accepted after (?P<n>\d+) refused')),

@@ -13,7 +13,6 @@
 
 #include "pgb_plugin.h"
 
-#include "member_pool.h"
 #include "plugin_log.h"
 #include "watch_int.h"
 
@@ -75,26 +74,25 @@ binding_hold_sync(struct watch_binding *b)
 	b->held = want;
 }
 
-/* one address, or (API 1) the members on the most common port */
+/* every member of the target with its own port; "h1 port 5432, h2 port 5433" */
 static int
 binding_point(struct watch_binding *b, const struct patroni_target *t,
 	      char *shown, size_t len)
 {
-	struct member_pool_entry e[PATRONI_TARGET_MAX];
-	struct member_pool_choice c;
-	int i;
+	struct pgb_address a[PATRONI_TARGET_MAX];
+	size_t used = 0;
+	int i, n;
 
-	if (t->count == 1) {
-		snprintf(shown, len, "%s port %d", t->addrs[0].host, t->addrs[0].port);
-		return b->w->api->db_set_address(b->db, t->addrs[0].host, t->addrs[0].port);
+	shown[0] = '\0';
+	for (i = 0; i < t->count; i++) {
+		a[i].host = t->addrs[i].host;
+		a[i].port = t->addrs[i].port;
+		n = snprintf(shown + used, len - used, "%s%s port %d", i ? ", " : "",
+			     a[i].host, a[i].port);
+		if (n > 0 && (size_t) n < len - used)
+			used += (size_t) n;
 	}
-	for (i = 0; i < t->count; i++)
-		e[i] = (struct member_pool_entry){ t->addrs[i].member, t->addrs[i].host,
-						   t->addrs[i].port };
-	if (!member_pool_choose(e, t->count, &c))
-		return -1;
-	snprintf(shown, len, "%s port %d", c.hosts, c.port);
-	return b->w->api->db_set_address(b->db, c.hosts, c.port);
+	return b->w->api->db_set_addresses(b->db, a, t->count);
 }
 
 void
@@ -102,7 +100,7 @@ binding_apply(struct watch_binding *b)
 {
 	struct watch_target *t = &b->w->targets[b->role];
 	const struct pgb_plugin_api *api = b->w->api;
-	char shown[MEMBER_POOL_TEXT_MAX + 32];
+	char shown[PATRONI_TARGET_MAX * (PATRONI_HOST_MAX + 16)];
 	int rc;
 
 	if (t->state != WATCH_TARGET_STARTING)

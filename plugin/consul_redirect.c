@@ -402,6 +402,39 @@ redirect_log_watching(struct consul_redirect *cr, const char *scope,
 		   scope, c->namespace_, c->url, proxy);
 }
 
+/*
+ * A held query waits up to no_leader_timeout for the plugin's clear error;
+ * PgBouncer's own query_wait_timeout, if shorter or equal, disconnects the
+ * client first.  Said once per pair of values.
+ */
+static void
+redirect_check_wait_timeouts(struct consul_redirect *cr)
+{
+	char buf[64], *end;
+	double qwt;
+	uint64_t qwt_usec;
+
+	if (!cr->api->get_setting("query_wait_timeout", buf, sizeof(buf)))
+		return;
+	qwt = strtod(buf, &end);
+	if (end == buf || qwt <= 0)
+		return;			/* 0: PgBouncer never ends the wait */
+	qwt_usec = (uint64_t)(qwt * 1e6);
+	if (cr->opts.no_leader_timeout_usec < qwt_usec) {
+		cr->warned_wait_usec = 0;
+		return;
+	}
+	if (cr->warned_wait_usec == qwt_usec + cr->opts.no_leader_timeout_usec)
+		return;
+	cr->warned_wait_usec = qwt_usec + cr->opts.no_leader_timeout_usec;
+	plugin_log(cr->api, PGB_LOG_WARNING,
+		   "[consul] no_leader_timeout (%.3gs) is not below query_wait_timeout (%ss): "
+		   "a query held without a leader is ended by PgBouncer's query_wait_timeout, "
+		   "which disconnects the client, before no_leader_timeout fails it with an "
+		   "error naming the scope; set no_leader_timeout lower",
+		   (double)cr->opts.no_leader_timeout_usec / 1e6, buf);
+}
+
 static bool
 redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 	       const struct redirect_binding *want, int n, char *err,
@@ -460,6 +493,7 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 			     moved[i] ? "; held until the scope answers" : "");
 	}
 	free(moved);
+	redirect_check_wait_timeouts(cr);
 	return true;
 oom:
 	free(moved);

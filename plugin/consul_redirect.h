@@ -6,6 +6,7 @@
 #define CONSUL_REDIRECT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "watch.h"
 
@@ -19,6 +20,7 @@ struct consul_redirect {
 	struct watch_options opts;
 	struct watch **watches;			/* one per scope */
 	int watch_count;
+	uint64_t warned_wait_usec;		/* timeouts last warned about, 0 none */
 };
 
 /* the watch a database entry is bound to, or NULL */

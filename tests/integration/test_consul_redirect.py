@@ -144,18 +144,31 @@ def test_follows_leader_at_start(patroni_cluster, consul, bouncer_factory):
 
 
 def test_replica_role_uses_running_replicas(patroni_cluster, consul, bouncer_factory):
-    """All lab members share 127.0.0.1 with different ports: one port wins, the
-    others are skipped with a warning naming them."""
+    """All lab members share 127.0.0.1 with different ports: every running
+    replica is used, each on its own port (plugin API 2's addresses), and
+    queries are spread over them."""
     leader = patroni_cluster.leader()
     replicas = sorted((member_port(patroni_cluster, n), n)
                       for n in patroni_cluster.names if n != leader)
-    b = bouncer_factory(consul, {"raddb_ro": db_line("raddb", "replica")}).start()
+    b = bouncer_factory(consul, {"raddb_ro": db_line("raddb", "replica")},
+                        bouncer_settings={"pool_mode": "transaction"}).start()
     row = b.wait_row("raddb_ro", lambda r: r["state"] == "following")
-    assert row["host"] == "127.0.0.1" and int(row["port"]) == replicas[0][0]
-    assert row["member"] == replicas[0][1]
+    assert row["member"] == ",".join(sorted(n for _, n in replicas))
+    # SHOW shows the hosts as a list and the first address's port (members by name)
+    first = min(replicas, key=lambda pn: pn[1])
+    assert row["host"] == "127.0.0.1,127.0.0.1" and int(row["port"]) == first[0]
     assert b.value("raddb_ro", "select pg_is_in_recovery()") is True
-    lab.wait_until(lambda: re.search(r"skipping .*" + replicas[1][1], b.log()), 5, 0.1,
-                   "warning naming the skipped replica")
+    # new server connections take the addresses in turn: both replicas serve
+    seen: set[int] = set()
+    conns = [b.connect("raddb_ro") for _ in range(4)]
+    try:
+        for c in conns:
+            c.execute("begin")
+            seen.add(c.execute("select inet_server_port()").fetchone()[0])
+    finally:
+        for c in conns:
+            c.close()
+    assert seen == {p for p, _ in replicas}, seen
 
 
 def test_switchover_moves_writes_without_errors(patroni_cluster, consul, bouncer_factory):
@@ -882,40 +895,39 @@ def test_two_scopes_followed_independently(patroni_cluster, consul, bouncer_fact
 # --------------------------------------------------------------------------- replicas
 
 def test_replica_role_member_stops_and_returns(patroni_cluster, consul, bouncer_factory):
-    """One host, several ports: the entry uses the port most running replicas
-    share (ties: the lowest) and names the members it skips.  A stopped replica
-    leaves the choice, and comes back into it when it runs again."""
+    """One host, several ports: the entry uses every running replica on its
+    own port.  A stopped replica leaves the list (connections to the other
+    stay), and comes back into it when it runs again."""
     leader = patroni_cluster.leader()
     (p_low, r_low), (p_high, r_high) = sorted(
         (member_port(patroni_cluster, n), n) for n in patroni_cluster.names if n != leader)
     b = bouncer_factory(consul, {"ro": db_line("raddb", "replica")}).start()
     row = b.wait_row("ro", lambda r: r["state"] == "following")
-    assert (row["member"], int(row["port"])) == (r_low, p_low)
-    assert b.value("ro", "select inet_server_port()") == p_low
+    both = ",".join(sorted([r_low, r_high]))
+    assert row["member"] == both
     stopped = False
     try:
-        patroni_cluster.stop_member(r_low)
-        stopped = True
-        row = b.wait_row("ro", lambda r: r["member"] == r_high, timeout=60,
-                         what=f"{r_low} dropped")
-        assert int(row["port"]) == p_high and row["state"] == "following"
-        assert int(row["switches"]) >= 1
+        with b.connect("ro") as keep:
+            kept = keep.execute("select inet_server_port(), pg_backend_pid()").fetchone()
+            stop = r_high if kept[0] == p_low else r_low    # the replica not in use
+            patroni_cluster.stop_member(stop)
+            stopped = True
+            row = b.wait_row("ro", lambda r: r["member"] == (r_low if stop == r_high else r_high),
+                             timeout=60, what=f"{stop} dropped")
+            assert row["state"] == "following" and int(row["switches"]) >= 1
+            # the session on the replica still listed kept its server
+            assert keep.execute("select inet_server_port(), pg_backend_pid()").fetchone() == kept
         with b.connect("ro") as c:
-            assert c.execute("select inet_server_port()").fetchone()[0] == p_high
+            assert c.execute("select inet_server_port()").fetchone()[0] == kept[0]
             assert c.execute("select pg_is_in_recovery()").fetchone()[0] is True
-        mark = len(b.logfile_text())
-        patroni_cluster.start_member(r_low)
+        patroni_cluster.start_member(stop)
         stopped = False
-        row = b.wait_row("ro", lambda r: r["member"] == r_low, timeout=90,
-                         what=f"{r_low} back")
-        assert int(row["port"]) == p_low and row["state"] == "following"
-        assert re.search(rf"skipping .*{r_high}", b.logfile_text()[mark:])
-        lab.wait_until(lambda: b.value("ro", "select inet_server_port()") == p_low, 30, 0.5,
-                       f"queries on {r_low} again")
-        assert b.value("ro", "select pg_is_in_recovery()") is True
+        row = b.wait_row("ro", lambda r: r["member"] == both, timeout=90,
+                         what=f"{stop} back")
+        assert row["state"] == "following"
     finally:
         if stopped:
-            patroni_cluster.start_member(r_low)
+            patroni_cluster.start_member(stop)
         patroni_cluster.wait_healthy(timeout=120)
 
 

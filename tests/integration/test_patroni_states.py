@@ -267,3 +267,37 @@ def test_replica_entry_never_reads_from_the_primary_in_a_switchover(patroni_clus
     stop.set()
     t.join(10)
     assert answers["f"] == 0, (answers, old, new, row)
+
+
+def test_warns_when_no_leader_timeout_outlasts_query_wait_timeout(fake, consul,
+                                                                 bouncer_factory):
+    """no_leader_timeout >= query_wait_timeout: PgBouncer would end a held
+    query (disconnecting its client) before the plugin's error; said once."""
+    b = bouncer_factory(consul, {"fdb": db_line("fake")},
+                        consul_settings={"no_leader_timeout": "30s"},
+                        bouncer_settings={"query_wait_timeout": "20"}).start()
+    b.wait_row("fdb", lambda r: r["state"] == "following")
+    want = r"no_leader_timeout \(30s\) is not below query_wait_timeout \(20s\)"
+    assert len(re.findall(want, b.logfile_text())) == 1
+    b.reload()
+    b.wait_row("fdb", lambda r: r["state"] == "following")
+    assert len(re.findall(want, b.logfile_text())) == 1
+    b.consul_settings["no_leader_timeout"] = "10s"
+    b.reload()
+    assert b.value("fdb", "select 1") == 1
+    assert "no_leader_timeout (10s)" not in b.logfile_text()
+
+
+def test_noloadbalance_replica_left_out(fake, consul, bouncer_factory, patroni_cluster):
+    """A replica tagged noloadbalance gets no reads (Patroni's own /replica
+    check answers 503 for it); nofailover says nothing about reads."""
+    r1, r2 = replica_ports(patroni_cluster)
+    for name, port, tags in (("b", r1, {"noloadbalance": True}),
+                             ("c", r2, {"nofailover": True})):
+        assert consul.kv_put(fake.prefix + f"members/{name}", json.dumps({
+            "conn_url": f"postgres://127.0.0.1:{port}/postgres", "state": "running",
+            "role": "replica", "tags": tags}))
+    b = bouncer_factory(consul, {"fro": db_line("fake", "replica")}).start()
+    row = b.wait_row("fro", lambda r: r["state"] == "following")
+    assert row["member"] == "c" and int(row["port"]) == r2
+    assert b.value("fro", "select inet_server_port()") == r2
