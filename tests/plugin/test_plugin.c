@@ -2,6 +2,10 @@
  * test_plugin.c - a PgBouncer plugin for tests only: claims [testplugin]
  * and the test_tag key on [databases] lines, and runs the API calls that
  * a test writes into <control_dir>/cmd, answering in <control_dir>/result.
+ * Its server check answers AGAIN again_count times, and while the value
+ * is again_value, waiting again_ms; with TEST_PLUGIN_NO_VERDICT set in
+ * the environment it has only server_check_result, which refuses (and
+ * retries at once through a hold) where it would have answered AGAIN.
  */
 
 #include <ctype.h>
@@ -32,6 +36,11 @@ struct tp_state {
 	char control_dir[512];
 	char check_query[256];
 	char refuse_value[64];
+	char again_value[64];
+	int again_count;		/* AGAINs still to answer */
+	unsigned int again_ms;
+	int agains;
+	int value_changes;		/* checks whose value differs from the last */
 	char last_check[64];
 	char last_check_addr[300];	/* host:port the last check was told */
 	struct tp_db dbs[TP_MAX_DBS];
@@ -56,7 +65,8 @@ tp_check_setting(void *ctx, const char *key, const char *value, char *err, size_
 		return true;
 	}
 	if (strcmp(key, "check_query") == 0 || strcmp(key, "refuse_value") == 0 ||
-	    strcmp(key, "refuse_config") == 0)
+	    strcmp(key, "refuse_config") == 0 || strcmp(key, "again_count") == 0 ||
+	    strcmp(key, "again_value") == 0 || strcmp(key, "again_ms") == 0)
 		return true;
 	snprintf(err, errlen, "unknown key");
 	return false;
@@ -236,6 +246,13 @@ tp_show(void *ctx, struct pgb_show *show)
 	row[0] = "refusals";
 	snprintf(buf, sizeof(buf), "%d", tp.refusals);
 	tp.api->show_row(show, row);
+	row[0] = "agains";
+	snprintf(buf, sizeof(buf), "%d", tp.agains);
+	row[1] = buf;
+	tp.api->show_row(show, row);
+	row[0] = "value_changes";
+	snprintf(buf, sizeof(buf), "%d", tp.value_changes);
+	tp.api->show_row(show, row);
 	row[0] = "last_check";
 	row[1] = tp.last_check[0] ? tp.last_check : NULL;
 	tp.api->show_row(show, row);
@@ -274,6 +291,8 @@ static bool
 tp_reload(void *ctx, const struct pgb_config *cfg, char *err, size_t errlen)
 {
 	const char *control_dir = "", *check_query = "", *refuse_value = "";
+	const char *again_value = "";
+	int again_count = 0, again_ms = 0;
 	int i, j;
 
 	for (i = 0; i < cfg->section_count; i++) {
@@ -283,6 +302,12 @@ tp_reload(void *ctx, const struct pgb_config *cfg, char *err, size_t errlen)
 			check_query = cfg->section[i].value;
 		else if (strcmp(cfg->section[i].key, "refuse_value") == 0)
 			refuse_value = cfg->section[i].value;
+		else if (strcmp(cfg->section[i].key, "again_value") == 0)
+			again_value = cfg->section[i].value;
+		else if (strcmp(cfg->section[i].key, "again_count") == 0)
+			again_count = atoi(cfg->section[i].value);
+		else if (strcmp(cfg->section[i].key, "again_ms") == 0)
+			again_ms = atoi(cfg->section[i].value);
 		else if (strcmp(cfg->section[i].key, "refuse_config") == 0) {
 			snprintf(err, errlen, "refuse_config is set");
 			return false;
@@ -295,6 +320,9 @@ tp_reload(void *ctx, const struct pgb_config *cfg, char *err, size_t errlen)
 	snprintf(tp.control_dir, sizeof(tp.control_dir), "%s", control_dir);
 	snprintf(tp.check_query, sizeof(tp.check_query), "%s", check_query);
 	snprintf(tp.refuse_value, sizeof(tp.refuse_value), "%s", refuse_value);
+	snprintf(tp.again_value, sizeof(tp.again_value), "%s", again_value);
+	tp.again_count = again_count;
+	tp.again_ms = again_ms < 0 ? 0 : (unsigned int)again_ms;
 	tp.db_count = 0;
 	for (i = 0; i < cfg->db_count; i++) {
 		for (j = 0; j < cfg->dbs[i].count; j++) {
@@ -335,25 +363,64 @@ tp_server_check_query(void *ctx, const char *db)
 	return NULL;
 }
 
+/* refuse, holding the entry, and retry in 100 ms, not server_login_retry */
+static enum pgb_check_verdict
+tp_refuse(const char *db, const char *host, int port, const char *value,
+	  char *err, size_t errlen)
+{
+	struct timeval tv = { 0, 100000 };
+
+	tp.refusals++;
+	snprintf(tp.retry_db, sizeof(tp.retry_db), "%s", db);
+	tp.api->db_hold(db, true);
+	evtimer_add(tp.retry_ev, &tv);
+	snprintf(err, errlen, "%s:%d answered \"%s\"", host, port, value ? value : "(null)");
+	return PGB_CHECK_REFUSE;
+}
+
+static enum pgb_check_verdict
+tp_judge(const char *db, const char *host, int port, const char *value,
+	 char *err, size_t errlen)
+{
+	const char *v = value ? value : "(null)";
+
+	if (tp.checks > 0 && strcmp(tp.last_check, v) != 0)
+		tp.value_changes++;
+	tp.checks++;
+	snprintf(tp.last_check, sizeof(tp.last_check), "%s", v);
+	snprintf(tp.last_check_addr, sizeof(tp.last_check_addr), "%s:%d", host ? host : "(null)", port);
+	if (tp.again_count > 0 ||
+	    (tp.again_value[0] && value && strcmp(value, tp.again_value) == 0)) {
+		if (tp.again_count > 0)
+			tp.again_count--;
+		tp.agains++;
+		return PGB_CHECK_AGAIN;
+	}
+	if (value && tp.refuse_value[0] && strcmp(value, tp.refuse_value) == 0)
+		return tp_refuse(db, host, port, value, err, errlen);
+	return PGB_CHECK_ACCEPT;
+}
+
 static bool
 tp_server_check_result(void *ctx, const char *db, const char *host, int port,
 		       const char *value, char *err, size_t errlen)
 {
-	tp.checks++;
-	snprintf(tp.last_check, sizeof(tp.last_check), "%s", value ? value : "(null)");
-	snprintf(tp.last_check_addr, sizeof(tp.last_check_addr), "%s:%d", host ? host : "(null)", port);
-	if (value && tp.refuse_value[0] && strcmp(value, tp.refuse_value) == 0) {
-		struct timeval tv = { 0, 100000 };
+	enum pgb_check_verdict v = tp_judge(db, host, port, value, err, errlen);
 
-		/* hold, and retry in 100 ms rather than after server_login_retry */
-		tp.refusals++;
-		snprintf(tp.retry_db, sizeof(tp.retry_db), "%s", db);
-		tp.api->db_hold(db, true);
-		evtimer_add(tp.retry_ev, &tv);
-		snprintf(err, errlen, "%s:%d answered \"%s\"", host, port, value);
-		return false;
-	}
-	return true;
+	if (v == PGB_CHECK_AGAIN)
+		v = tp_refuse(db, host, port, value, err, errlen);
+	return v == PGB_CHECK_ACCEPT;
+}
+
+static enum pgb_check_verdict
+tp_server_check_verdict(void *ctx, const char *db, const char *host, int port,
+			const char *value, unsigned int *again_ms, char *err, size_t errlen)
+{
+	enum pgb_check_verdict v = tp_judge(db, host, port, value, err, errlen);
+
+	if (v == PGB_CHECK_AGAIN)
+		*again_ms = tp.again_ms;
+	return v;
 }
 
 __attribute__((visibility("default"))) bool
@@ -373,5 +440,7 @@ pgb_plugin_load(struct pgb_plugin *plugin)
 	plugin->shutdown = tp_shutdown;
 	plugin->server_check_query = tp_server_check_query;
 	plugin->server_check_result = tp_server_check_result;
+	if (!getenv("TEST_PLUGIN_NO_VERDICT"))
+		plugin->server_check_verdict = tp_server_check_verdict;
 	return true;
 }
