@@ -602,12 +602,12 @@ redirect_server_check_query(void *ctx, const char *db)
 	return recovery_check_query(ctx, db);
 }
 
-static bool
-redirect_server_check_result(void *ctx, const char *db, const char *host,
-			     int port, const char *value, char *err,
-			     size_t errlen)
+static enum pgb_check_verdict
+redirect_server_check_verdict(void *ctx, const char *db, const char *host,
+			      int port, const char *value, unsigned int *again_ms,
+			      char *err, size_t errlen)
 {
-	return recovery_check_result(ctx, db, host, port, value, err, errlen);
+	return recovery_check_verdict(ctx, db, host, port, value, again_ms, err, errlen);
 }
 
 __attribute__((visibility("default"))) bool
@@ -625,6 +625,6 @@ pgb_plugin_load(struct pgb_plugin *plugin)
 	plugin->reload = redirect_reload;
 	plugin->shutdown = redirect_shutdown;
 	plugin->server_check_query = redirect_server_check_query;
-	plugin->server_check_result = redirect_server_check_result;
+	plugin->server_check_verdict = redirect_server_check_verdict;
 	return true;
 }

@@ -8,11 +8,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "pgb_plugin.h"
+
 struct consul_redirect;
 
 const char *recovery_check_query(struct consul_redirect *cr, const char *db);
-bool recovery_check_result(struct consul_redirect *cr, const char *db,
-			   const char *host, int port, const char *value,
-			   char *err, size_t errlen);
+enum pgb_check_verdict recovery_check_verdict(struct consul_redirect *cr, const char *db,
+					      const char *host, int port, const char *value,
+					      unsigned int *again_ms, char *err, size_t errlen);
 
 #endif

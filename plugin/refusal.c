@@ -27,6 +27,8 @@
 #define REFUSAL_SLOW_BASE_USEC UINT64_C(50000)
 #define REFUSAL_SLOW_CAP_USEC (UINT64_C(2) * WATCH_USEC_PER_SEC)
 #define REFUSAL_LOG_USEC (UINT64_C(30) * WATCH_USEC_PER_SEC)
+#define REFUSAL_POLL_MS 1
+#define REFUSAL_POLL_FOR_USEC (UINT64_C(2) * WATCH_USEC_PER_SEC)
 
 static void
 refusal_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -66,6 +68,8 @@ refusal_reset(struct refusal *r)
 	r->state = REFUSAL_NONE;
 	r->count = 0;
 	r->first_usec = 0;
+	r->poll_since = 0;
+	r->polls = 0;
 	r->last[0] = '\0';
 	backoff_reset(&r->backoff);
 }
@@ -106,16 +110,44 @@ watch_server_refused(struct watch *w, const char *db, const char *host,
 	watch_timer_arm(r->timer, r->next_usec);
 }
 
+bool
+watch_server_promoting(struct watch *w, const char *db, const char *host,
+			int port, unsigned int *again_ms)
+{
+	struct watch_binding *b = binding_find(w, db);
+	const struct watch_target *t = &w->targets[PATRONI_ROLE_PRIMARY];
+	struct refusal *r;
+	uint64_t now = watch_now_usec();
+
+	if (!b || b->role != PATRONI_ROLE_PRIMARY || t->state != WATCH_TARGET_FOLLOWING ||
+	    t->cur.count != 1 || !host || strcmp(t->cur.addrs[0].host, host) != 0 ||
+	    t->cur.addrs[0].port != port)
+		return false;
+	r = &b->refusal;
+	if (r->poll_since == 0) {
+		r->poll_since = now;
+		plugin_log(w->api, PGB_LOG_INFO,
+			   "scope \"%s\": database \"%s\": leader %s at %s port %d is still in recovery; checking the same connection again every %d ms for up to %d s",
+			   w->scope, db, t->cur.addrs[0].member, host, port, REFUSAL_POLL_MS,
+			   (int)(REFUSAL_POLL_FOR_USEC / WATCH_USEC_PER_SEC));
+	}
+	if (now - r->poll_since >= REFUSAL_POLL_FOR_USEC)
+		return false;
+	r->polls++;
+	*again_ms = REFUSAL_POLL_MS;
+	return true;
+}
+
 void
 watch_server_accepted(struct watch *w, const char *db)
 {
 	struct watch_binding *b = binding_find(w, db);
 
-	if (!b || b->refusal.count == 0)
+	if (!b || (b->refusal.count == 0 && b->refusal.polls == 0))
 		return;
 	plugin_log(w->api, PGB_LOG_INFO,
-		   "scope \"%s\": database \"%s\": server accepted after %u refused",
-		   w->scope, db, b->refusal.count);
+		   "scope \"%s\": database \"%s\": server accepted after %u refused and %u checked again",
+		   w->scope, db, b->refusal.count, b->refusal.polls);
 	refusal_reset(&b->refusal);
 	binding_hold_sync(b);
 }

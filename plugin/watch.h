@@ -78,6 +78,15 @@ void watch_server_refused(struct watch *w, const char *db, const char *host,
 			  int port, const char *why);
 void watch_server_accepted(struct watch *w, const char *db);
 
+/*
+ * The check found db's server at host:port in recovery: true (with the
+ * pause in *again_ms) while that server is the leader the entry points
+ * at and may still be promoting, so the same connection is checked again
+ * rather than closed and logged in anew.
+ */
+bool watch_server_promoting(struct watch *w, const char *db, const char *host,
+			    int port, unsigned int *again_ms);
+
 void watch_rows(const struct watch *w, watch_row_fn fn, void *arg);
 
 #endif

@@ -74,6 +74,8 @@ struct refusal {
 	struct backoff backoff;
 	struct event *timer;
 	uint64_t first_usec;		/* monotonic usec of the first refusal */
+	uint64_t poll_since;		/* first "check again" on the new leader, 0 none */
+	unsigned int polls;		/* checks answered "again" since */
 	uint64_t next_usec;		/* the pause before the last retry */
 	uint64_t logged;		/* monotonic usec of the last warning */
 	char last[256];			/* the last refusal, for SHOW */

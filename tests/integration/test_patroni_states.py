@@ -266,6 +266,7 @@ def test_replica_entry_never_reads_from_the_primary_in_a_switchover(patroni_clus
     lab.wait_until(lambda: answers["t"] > seen + 50, 30, 0.05, "more reads after the switchover")
     stop.set()
     t.join(10)
+    patroni_cluster.wait_healthy(timeout=120)     # the old primary back as a replica
     assert answers["f"] == 0, (answers, old, new, row)
 
 
@@ -301,3 +302,33 @@ def test_noloadbalance_replica_left_out(fake, consul, bouncer_factory, patroni_c
     row = b.wait_row("fro", lambda r: r["state"] == "following")
     assert row["member"] == "c" and int(row["port"]) == r2
     assert b.value("fro", "select inet_server_port()") == r2
+
+
+def test_promoting_leader_checked_again_on_one_connection(patroni_cluster, consul,
+                                                          bouncer_factory):
+    """Patroni takes the leader key and then promotes: the fork's first
+    connection to the new leader finds it in recovery.  Rather than closing it
+    and logging in again every few ms (a new TCP connection and SCRAM proof
+    each time), the same connection is checked again until the promotion ends:
+    no connection to the new leader is refused, and writes run on it."""
+    b = bouncer_factory(consul, {"rw": db_line("raddb")},
+                        bouncer_settings={"pool_mode": "transaction"}).start()
+    b.wait_row("rw", lambda r: r["state"] == "following")
+    with b.connect("rw") as c:
+        c.execute("create table if not exists promo (v int)")
+    w = Writer(b.conninfo("rw"), "insert into promo values (1)").start()
+    try:
+        lab.wait_until(lambda: w.ok > 5, 30, 0.05, "writes through the fork")
+        res = patroni_cluster.switchover()
+        new_port = member_port(patroni_cluster, res["new"])
+        b.wait_row("rw", lambda r: r["member"] == res["new"] and r["state"] == "following")
+        t0 = time.monotonic()
+        lab.wait_until(lambda: w.successes_since(t0) > 5, 30, 0.05, "writes on the new leader")
+    finally:
+        w.stop()
+        patroni_cluster.wait_healthy(timeout=120)
+    assert b.value("rw", "select inet_server_port()") == new_port
+    log = b.logfile_text()
+    assert not re.search(rf"server 127\.0\.0\.1 port {new_port} refused", log), \
+        re.findall(r".*refused.*", log)
+    assert w.errors == [], w.errors
