@@ -11,10 +11,11 @@ mkdir -p "$out"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$src/lib $(pkg-config --cflags json-c)"
 libs=$(pkg-config --libs json-c)
 status=0
-for target in fuzz_patroni_member fuzz_consul_kv; do
+for target in fuzz_patroni_member fuzz_consul_kv fuzz_patroni_view; do
 	case $target in
 	fuzz_patroni_member) deps="lib/patroni_member.c lib/json_strict.c lib/errbuf.c" ;;
 	fuzz_consul_kv) deps="lib/consul_kv.c lib/json_strict.c lib/errbuf.c" ;;
+	fuzz_patroni_view) deps="lib/patroni_view.c lib/patroni_targets.c lib/patroni_member.c lib/consul_kv.c lib/json_strict.c lib/errbuf.c" ;;
 	esac
 	(cd "$src" && clang $flags -o "$out/$target" "tests/fuzz/$target.c" $deps $libs)
 	mkdir -p "$out/$target.corpus"

@@ -58,5 +58,10 @@ def test_plugin_man_page_names_every_key():
         assert f"\n**{k}**\n" in PLUGIN_MD, k
     for k in set(db_keys):
         assert f"**{k}=**" in PLUGIN_MD, k
-    for state in ("starting", "following", "no_leader", "consul_unreachable"):
+    # every state SHOW CONSUL can show: the target states, and Consul failing
+    states = re.findall(r'\[WATCH_TARGET_[A-Z_]+\] = "([a-z_]+)"',
+                        (ROOT / "plugin/watch_target.c").read_text())
+    states += re.findall(r'"(consul_unreachable)"', (ROOT / "plugin/watch_show.c").read_text())
+    assert len(states) == 9, states
+    for state in states:
         assert f"**{state}**" in PLUGIN_MD, state
