@@ -117,8 +117,8 @@ cmd_backup(struct helper_config *cfg, int argc, char **argv)
 		return HELPER_EXIT_FAIL;
 	}
 	if (status != 0) {
-		log_error("%s failed with exit code %d", shown, status);
-		return status;
+		log_error("%s failed: pgbackrest exit code %d", shown, status);
+		return HELPER_EXIT_FAIL;
 	}
 	log_info("%s backup of stanza %s done", type, cfg->pgbackrest_stanza);
 	return HELPER_EXIT_OK;

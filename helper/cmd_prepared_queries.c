@@ -14,19 +14,18 @@
 #include "http.h"
 #include "log.h"
 
-#define PQ_DEFAULT_NEAREST_N 3
-
 struct pq_kind {
 	const char *suffix;	/* query name = <scope>-<suffix> */
 	const char *tag;	/* required service tag */
+	int kind;		/* HELPER_PQ_*: which [prepared_queries] TTL */
 };
 
 /* the tags match what "register" puts on its services (see cmd_register.c) */
 static const struct pq_kind pq_kinds[] = {
-	{"writer", "primary"},
-	{"query", "replica"},
-	{"any", "any"},
-	{NULL, NULL}
+	{"writer", "primary", HELPER_PQ_WRITER},
+	{"query", "replica", HELPER_PQ_QUERY},
+	{"any", "any", HELPER_PQ_ANY},
+	{NULL, NULL, 0}
 };
 
 static struct json_object *
@@ -47,7 +46,7 @@ pq_build(const struct helper_config *cfg, const struct pq_kind *k, int nearest_n
 
 	helper_service_name(cfg->scope, service, sizeof(service));
 	snprintf(name, sizeof(name), "%s-%s", cfg->scope, k->suffix);
-	duration_format(cfg->dns_ttl_usec, ttl, sizeof(ttl));
+	duration_format(helper_config_pq_ttl(cfg, k->kind), ttl, sizeof(ttl));
 	if (strcmp(ttl, "0") == 0)
 		strcpy(ttl, "0s");
 
@@ -206,8 +205,7 @@ cmd_prepared_queries(struct helper_config *cfg, int argc, char **argv)
 	struct json_object *list;
 	const struct pq_kind *k;
 	char err[1024];
-	char *end;
-	long nearest_n = PQ_DEFAULT_NEAREST_N;
+	int nearest_n = cfg->nearest_n;
 	bool changed = false;
 	int c, rc = HELPER_EXIT_OK;
 
@@ -215,9 +213,8 @@ cmd_prepared_queries(struct helper_config *cfg, int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'n') {
-			nearest_n = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || nearest_n < 0 || nearest_n > 100) {
-				log_error("--nearest-n: \"%s\" is not a number from 0 to 100", optarg);
+			if (!helper_config_nearest_n(optarg, &nearest_n, err, sizeof(err))) {
+				log_error("--nearest-n: \"%.32s\": %s", optarg, err);
 				return HELPER_EXIT_USAGE;
 			}
 		} else {
@@ -244,7 +241,7 @@ cmd_prepared_queries(struct helper_config *cfg, int argc, char **argv)
 		return HELPER_EXIT_FAIL;
 	}
 	for (k = pq_kinds; k->suffix; k++) {
-		if (!pq_apply(cfg, list, k, (int) nearest_n, &changed))
+		if (!pq_apply(cfg, list, k, nearest_n, &changed))
 			rc = HELPER_EXIT_FAIL;
 	}
 	json_object_put(list);

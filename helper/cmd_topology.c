@@ -11,6 +11,7 @@
 #include "errbuf.h"
 #include "http.h"
 #include "log.h"
+#include "pg_version.h"
 
 static struct json_object *
 patroni_get(const struct helper_config *cfg, const char *path, char *err, size_t errlen)
@@ -35,12 +36,6 @@ version_text(int num, char *out, size_t len)
 		snprintf(out, len, "%d.%d", num / 10000, num % 10000);
 	else
 		snprintf(out, len, "%d.%d.%d", num / 10000, num / 100 % 100, num % 100);
-}
-
-static int
-major_of(int num)
-{
-	return num >= 100000 ? num / 10000 : num / 100;
 }
 
 int
@@ -93,8 +88,11 @@ cmd_topology(struct helper_config *cfg, int argc, char **argv)
 		goto done;
 	}
 	version_text(num, version, sizeof(version));
-	next_major = major_of(num) + 1;
-	snprintf(next, sizeof(next), "%d", next_major);
+	next_major = pg_next_major(num);
+	if (next_major >= 10 && next_major < 100)
+		snprintf(next, sizeof(next), "%d", next_major);
+	else
+		snprintf(next, sizeof(next), "%d.%d", next_major / 100, next_major % 100);
 	paused = json_object_get_boolean(http_json_member(cluster, "pause"));
 	n = json_object_array_length(members);
 	for (i = 0; i < n; i++) {

@@ -144,7 +144,7 @@ set_scope(struct helper_config *cfg, const char *value, char *err, size_t errlen
 static bool
 set_patroni_url(struct helper_config *cfg, const char *value, char *err, size_t errlen)
 {
-	if (!consul_url_check(value, err, errlen))
+	if (!consul_url_check_as(value, "patroni_url", err, errlen))
 		return false;
 	return copy_value(cfg->patroni_url, sizeof(cfg->patroni_url), value, err, errlen);
 }
@@ -249,6 +249,62 @@ static bool
 set_dns_ttl(struct helper_config *cfg, const char *value, char *err, size_t errlen)
 {
 	return set_duration(&cfg->dns_ttl_usec, value, true, err, errlen);
+}
+
+/* [prepared_queries]: per-query DNS TTLs (unset: dns_ttl) and NearestN */
+static bool
+set_pq_ttl(struct helper_config *cfg, int kind, const char *value, char *err, size_t errlen)
+{
+	if (!set_duration(&cfg->pq_ttl_usec[kind], value, true, err, errlen))
+		return false;
+	cfg->pq_ttl_set[kind] = true;
+	return true;
+}
+
+static bool
+set_writer_ttl(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_pq_ttl(cfg, HELPER_PQ_WRITER, value, err, errlen);
+}
+
+static bool
+set_query_ttl(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_pq_ttl(cfg, HELPER_PQ_QUERY, value, err, errlen);
+}
+
+static bool
+set_any_ttl(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return set_pq_ttl(cfg, HELPER_PQ_ANY, value, err, errlen);
+}
+
+bool
+helper_config_nearest_n(const char *value, int *out, char *err, size_t errlen)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || v < 0 || v > 100) {
+		errbuf_set(err, errlen, "must be a number from 0 to 100");
+		return false;
+	}
+	*out = (int) v;
+	return true;
+}
+
+static bool
+set_nearest_n(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return helper_config_nearest_n(value, &cfg->nearest_n, err, errlen);
+}
+
+uint64_t
+helper_config_pq_ttl(const struct helper_config *cfg, int kind)
+{
+	return cfg->pq_ttl_set[kind] ? cfg->pq_ttl_usec[kind] : cfg->dns_ttl_usec;
 }
 
 /* [upgrade] command templates: any text, expanded when used (see helper/op.h) */
@@ -369,6 +425,10 @@ static const struct config_key config_keys[] = {
 	{"helper", "scope", set_scope},
 	{"helper", "source", set_source},
 	{"helper", "sync_interval", set_sync_interval},
+	{"prepared_queries", "any_ttl", set_any_ttl},
+	{"prepared_queries", "nearest_n", set_nearest_n},
+	{"prepared_queries", "query_ttl", set_query_ttl},
+	{"prepared_queries", "writer_ttl", set_writer_ttl},
 	{"upgrade", "bin_dir", set_bin_dir},
 	{"upgrade", "connect_options", set_connect_options},
 	{"upgrade", "data_dir", set_data_dir},
@@ -400,6 +460,7 @@ helper_config_init(struct helper_config *cfg)
 	cfg->sync_interval_usec = UINT64_C(60) * DURATION_USEC_PER_SEC;
 	strcpy(cfg->pgbackrest_stanza, "main");
 	cfg->dns_ttl_usec = UINT64_C(30) * DURATION_USEC_PER_SEC;
+	cfg->nearest_n = 3;
 	set_exclude_users(cfg, "postgres", err, sizeof(err));
 	strcpy(cfg->patroni_config, "/etc/patroni/%m.yml");
 	strcpy(cfg->data_dir, "/var/lib/postgresql/%v/%m");
@@ -537,7 +598,7 @@ helper_config_load(struct helper_config *cfg, const char *path, char *err, size_
 			*end = '\0';
 			key = trim(s + 1);
 			if (strcmp(key, "consul") != 0 && strcmp(key, "helper") != 0 &&
-			    strcmp(key, "upgrade") != 0) {
+			    strcmp(key, "prepared_queries") != 0 && strcmp(key, "upgrade") != 0) {
 				errbuf_printable(key, msg, 128);
 				errbuf_set(err, errlen, "%s:%d: unknown section [%s]", path, lineno, msg);
 				goto done;

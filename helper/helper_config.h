@@ -36,6 +36,11 @@ struct helper_config {
 	int datacenter_count;
 	uint64_t dns_ttl_usec;
 
+	/* [prepared_queries]: TTL per query (HELPER_PQ_*), unset: dns_ttl */
+	uint64_t pq_ttl_usec[3];
+	bool pq_ttl_set[3];
+	int nearest_n;				/* Failover NearestN, 0..100 */
+
 	/* [upgrade]: how upgrade and restore reach members (templates, see op.h) */
 	char member_command[HELPER_VALUE_MAX];	/* prefix, e.g. "ssh postgres@%h"; empty = local */
 	char patroni_config[HELPER_VALUE_MAX];	/* %m -> member name */
@@ -51,6 +56,11 @@ struct helper_config {
 	long long max_lag;			/* bytes a replica may lag before upgrade refuses */
 };
 
+/* the prepared queries <scope>-writer, -query and -any */
+#define HELPER_PQ_WRITER 0
+#define HELPER_PQ_QUERY 1
+#define HELPER_PQ_ANY 2
+
 /* built-in defaults (DESIGN.md's example values where it gives one) */
 void helper_config_init(struct helper_config *cfg);
 
@@ -61,7 +71,7 @@ void helper_config_init(struct helper_config *cfg);
  */
 bool helper_config_load(struct helper_config *cfg, const char *path, char *err, size_t errlen);
 
-/* one setting; section "consul", "helper" or "upgrade" */
+/* one setting; section "consul", "helper", "prepared_queries" or "upgrade" */
 bool helper_config_set(struct helper_config *cfg, const char *section, const char *key,
 		       const char *value, char *err, size_t errlen);
 
@@ -80,6 +90,12 @@ bool helper_config_finish(struct helper_config *cfg, char *err, size_t errlen);
  * "u%04x", at most 230 characters.
  */
 void helper_service_name(const char *scope, char *out, size_t outlen);
+
+/* the DNS TTL of prepared query kind (HELPER_PQ_*): its own key or dns_ttl */
+uint64_t helper_config_pq_ttl(const struct helper_config *cfg, int kind);
+
+/* NearestN as helper.ini and --nearest-n take it: 0..100 */
+bool helper_config_nearest_n(const char *value, int *out, char *err, size_t errlen);
 
 /* true if user is listed in exclude_users */
 bool helper_config_excluded(const struct helper_config *cfg, const char *user);

@@ -1,6 +1,7 @@
 /*
  * Log lines for pgbouncer-helper: "2026-01-02 03:04:05.678 UTC [pid]
- * command LEVEL message" on stderr, one write per line.
+ * command LEVEL message" on stderr, one write per line, with passwords
+ * and tokens masked (secret.c) whoever wrote the message.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "secret.h"
 
 static const char *log_command = "pgbouncer-helper";
 
@@ -23,6 +25,7 @@ static void
 log_line(const char *level, const char *fmt, va_list ap)
 {
 	char line[4096];
+	char msg[4096];
 	char stamp[64];
 	struct timeval tv;
 	struct tm tm;
@@ -35,9 +38,10 @@ log_line(const char *level, const char *fmt, va_list ap)
 		     (int) (tv.tv_usec / 1000), (int) getpid(), log_command, level);
 	if (n < 0 || (size_t) n >= sizeof(line))
 		return;
-	m = vsnprintf(line + n, sizeof(line) - (size_t) n - 1, fmt, ap);
-	if (m < 0)
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
 		return;
+	secret_mask(msg, line + n, sizeof(line) - (size_t) n - 1);
+	m = (int) strlen(line + n);
 	n = (size_t) (n + m) >= sizeof(line) - 1 ? (int) sizeof(line) - 2 : n + m;
 	line[n++] = '\n';
 	if (write(STDERR_FILENO, line, (size_t) n) < 0)

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "helper_config.h"
 #include "log.h"
+#include "secret.h"
 
 struct command {
 	const char *name;
@@ -31,8 +32,9 @@ static const struct command commands[] = {
 	 "prepared-queries [--nearest-n N]\n"
 	 "  Install or update the Consul prepared queries <scope>-writer (tag primary),\n"
 	 "  <scope>-query (tag replica) and <scope>-any (tag any) for the scope's\n"
-	 "  service: OnlyPassing, Near _agent, Failover NearestN (default 3) then\n"
-	 "  datacenters in order, DNS TTL dns_ttl.  Idempotent.\n"},
+	 "  service: OnlyPassing, Near _agent, Failover NearestN ([prepared_queries]\n"
+	 "  nearest_n, default 3) then datacenters in order, DNS TTL writer_ttl,\n"
+	 "  query_ttl, any_ttl (default dns_ttl).  Idempotent.\n"},
 	{"register", cmd_register,
 	 "register [--once] [--interval DUR] [--check-interval DUR] [--deregister-after DUR]\n"
 	 "  Poll the local Patroni (/primary, /replica, /read-only) and keep the Consul\n"
@@ -153,6 +155,22 @@ cmd_scope_set(const struct helper_config *cfg)
  * Take the helper.ini overrides (--key=value or --key value) out of argv;
  * what remains is the subcommand's own.  Returns the new argc or -1.
  */
+/* -c after the subcommand would be read too late: refuse it, do not ignore it */
+static bool
+late_config_option(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strncmp(argv[i], "-c", 2) == 0) {
+			log_error("option -c must come before the subcommand: "
+				  "pgbouncer-helper -c FILE %s ...", argv[0]);
+			return true;
+		}
+	}
+	return false;
+}
+
 static int
 apply_overrides(struct helper_config *cfg, int argc, char **argv)
 {
@@ -193,6 +211,13 @@ apply_overrides(struct helper_config *cfg, int argc, char **argv)
 			value = argv[++i];
 		} else {
 			log_error("option --%s needs a value", name);
+			return -1;
+		}
+		if ((strcmp(key, "source") == 0 || strcmp(key, "pgbouncer_admin") == 0) &&
+		    secret_conninfo_has_password(value)) {
+			log_error("option --%s: refusing a password on the command line (ps shows "
+				  "it to every user): put it in helper.ini or in a password file "
+				  "(passfile= in the conninfo, PGPASSFILE or ~/.pgpass)", name);
 			return -1;
 		}
 		if (!helper_config_set(cfg, section, key, value, err, sizeof(err))) {
@@ -256,6 +281,8 @@ main(int argc, char **argv)
 		return HELPER_EXIT_OK;
 	}
 
+	if (late_config_option(argc, argv))
+		return HELPER_EXIT_USAGE;
 	helper_config_init(&cfg);
 	if (!helper_config_load(&cfg, file, err, sizeof(err))) {
 		log_error("%s", err);

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "op.h"
 #include "run.h"
+#include "secret.h"
 
 #define OP_POLL_NSEC 500000000L
 
@@ -575,14 +576,16 @@ full_command(struct op *op, int m, const char *cmd, char *out, size_t len)
 void
 op_note(struct op *op, const char *fmt, ...)
 {
-	char msg[2048];
+	char msg[2048], shown[2048];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (op->dry_run)
-		printf("    %s\n", msg);
+	if (op->dry_run) {
+		secret_mask(msg, shown, sizeof(shown));
+		printf("    %s\n", shown);
+	}
 	else
 		log_info("%s", msg);
 }
@@ -591,6 +594,7 @@ bool
 op_exec(struct op *op, int m, const char *cmd, const char *what)
 {
 	static char full[OP_CMD_MAX * 2];
+	static char shown[OP_CMD_MAX * 2];
 	char *argv[4];
 	char err[1024];
 	int status;
@@ -601,7 +605,8 @@ op_exec(struct op *op, int m, const char *cmd, const char *what)
 		return false;
 	}
 	if (op->dry_run) {
-		printf("    [%s] %s\n", m >= 0 ? op->members[m].name : "local", full);
+		secret_mask(full, shown, sizeof(shown));
+		printf("    [%s] %s\n", m >= 0 ? op->members[m].name : "local", shown);
 		return true;
 	}
 	log_info("%s on %s: $ %s", what, m >= 0 ? op->members[m].name : "local", full);

@@ -138,7 +138,7 @@ consul_host_port_parse(const char *text, char *host, size_t hostlen, long *port,
 }
 
 bool
-consul_url_check(const char *url, char *err, size_t errlen)
+consul_url_check_as(const char *url, const char *what, char *err, size_t errlen)
 {
 	char shown[ERRBUF_VALUE_MAX];
 	char host[PATRONI_HOST_MAX];
@@ -148,12 +148,12 @@ consul_url_check(const char *url, char *err, size_t errlen)
 	long port;
 
 	if (url == NULL || url[0] == '\0') {
-		errbuf_set(err, errlen, "consul url is empty");
+		errbuf_set(err, errlen, "%s is empty", what);
 		return false;
 	}
 	errbuf_printable(url, shown, sizeof(shown));
 	if (strlen(url) >= CONSUL_URL_MAX) {
-		errbuf_set(err, errlen, "consul url \"%s\" is too long", shown);
+		errbuf_set(err, errlen, "%s \"%s\" is too long", what, shown);
 		return false;
 	}
 	if (strncmp(url, "http://", 7) == 0) {
@@ -161,29 +161,37 @@ consul_url_check(const char *url, char *err, size_t errlen)
 	} else if (strncmp(url, "https://", 8) == 0) {
 		rest = url + 8;
 	} else {
-		errbuf_set(err, errlen, "consul url \"%s\" must start with http:// or https://", shown);
+		errbuf_set(err, errlen, "%s \"%s\" must start with http:// or https://", what,
+			   shown);
 		return false;
 	}
 	for (p = rest; *p != '\0'; p++) {
 		if (!consul_segment_char(*p) && *p != ':' && *p != '[' && *p != ']') {
 			if (*p == '/')
 				errbuf_set(err, errlen,
-					   "consul url \"%s\" must not have a path (nor a trailing slash)",
-					   shown);
+					   "%s \"%s\" must not have a path (nor a trailing slash)",
+					   what, shown);
 			else if (*p == '@')
-				errbuf_set(err, errlen,
-					   "consul url must not carry user info; put the token in token_file");
+				errbuf_set(err, errlen, "%s must not carry user info%s", what,
+					   strcmp(what, "consul url") == 0 ?
+					   "; put the token in token_file" : "");
 			else
-				errbuf_set(err, errlen, "invalid character 0x%02x in consul url \"%s\"",
-					   (unsigned int) (unsigned char) *p, shown);
+				errbuf_set(err, errlen, "invalid character 0x%02x in %s \"%s\"",
+					   (unsigned int) (unsigned char) *p, what, shown);
 			return false;
 		}
 	}
 	if (!consul_host_port_parse(rest, host, sizeof(host), &port, &why)) {
-		errbuf_set(err, errlen, "%s in consul url \"%s\"", why, shown);
+		errbuf_set(err, errlen, "%s in %s \"%s\"", why, what, shown);
 		return false;
 	}
 	return true;
+}
+
+bool
+consul_url_check(const char *url, char *err, size_t errlen)
+{
+	return consul_url_check_as(url, "consul url", err, errlen);
 }
 
 bool

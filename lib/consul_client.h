@@ -47,6 +47,9 @@ struct consul_response {
 /* http:// or https://, host[:port] (hostname, IPv4 or [IPv6]), nothing else */
 bool consul_url_check(const char *url, char *err, size_t errlen);
 
+/* consul_url_check for another HTTP API's URL; messages name it as what */
+bool consul_url_check_as(const char *url, const char *what, char *err, size_t errlen);
+
 /*
  * Split the "host[:port]" of a URL (hostname, IPv4 literal or [IPv6]
  * literal; IPv6 returned without brackets).  *port is -1 when there is

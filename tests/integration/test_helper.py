@@ -419,7 +419,7 @@ def test_userlist_sync_failures_leave_file_intact(tmp_path, consul, cluster, bou
     cases = {
         "consul unreachable": (["--consul-url", f"http://127.0.0.1:{lab.free_port()}"],
                                "Couldn't connect"),
-        "source refused": (["--source", "user=postgres password=wrong dbname=postgres"],
+        "source refused": (["--source", "user=nosuchrole dbname=postgres"],
                            "cannot connect to leader"),
         "no such scope": (["--scope", "nosuchscope"], "no leader for scope nosuchscope"),
     }
@@ -912,19 +912,58 @@ def test_backup_noop_on_replica_runs_on_primary(tmp_path, consul, cluster, pgbr)
                           as_postgres=True, env=env).returncode == 0
     replica = next(n for n in cluster.names if n != leader)
     before = len(pgbr_info(cluster, pgbr, leader)[0]["backup"])
-    r = run_helper("backup", "--type", "full", "--source", local_source(cluster, replica),
-                   ini=ini, as_postgres=True, env=pgbr_env(cluster, pgbr, replica))
+    r = run_helper("backup", "--type", "full",
+                   ini=write_ini(pgbr["dir"] / "helper-r.ini", consul,
+                                 source=local_source(cluster, replica)),
+                   as_postgres=True, env=pgbr_env(cluster, pgbr, replica))
     assert r.returncode == 0 and "replica" in r.stderr and "running pgbackrest" not in r.stderr
     assert len(pgbr_info(cluster, pgbr, leader)[0]["backup"]) == before
-    r = run_helper("backup", "--type", "full", "--source", local_source(cluster, leader),
-                   ini=ini, as_postgres=True, env=env, timeout=300)
+    ini = write_ini(pgbr["dir"] / "helper-l.ini", consul, source=local_source(cluster, leader))
+    r = run_helper("backup", "--type", "full", ini=ini, as_postgres=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     backups = pgbr_info(cluster, pgbr, leader)[0]["backup"]
     assert len(backups) == before + 1 and backups[-1]["type"] == "full"
-    r = run_helper("backup", "--type", "incr", "--source", local_source(cluster, leader),
-                   ini=ini, as_postgres=True, env=env, timeout=300)
+    r = run_helper("backup", "--type", "incr", ini=ini, as_postgres=True, env=env, timeout=300)
     assert r.returncode == 0
     assert pgbr_info(cluster, pgbr, leader)[0]["backup"][-1]["type"] == "incr"
+
+
+def test_backup_pgbackrest_failure_exits_1_naming_its_code(tmp_path, consul, cluster):
+    leader = cluster.wait_for_leader()
+    fake = tmp_path / "pgbackrest"
+    fake.write_text("#!/bin/sh\nexit 55\n")
+    fake.chmod(0o755)
+    ini = write_ini(tmp_path / "h.ini", consul, source=local_source(cluster, leader))
+    r = run_helper("backup", "--type", "full", "--pgbackrest", str(fake), ini=ini)
+    assert r.returncode == 1 and "pgbackrest exit code 55" in r.stderr, r.stderr
+
+
+def test_password_on_argv_refused_before_anything_runs(tmp_path, consul):
+    ini = write_ini(tmp_path / "h.ini", consul)
+    for opt in ("--source", "--pgbouncer-admin"):
+        r = run_helper("backup", "--type", "full", opt,
+                       f"host=127.0.0.1 port={lab.free_port()} user=u password=argv-secret",
+                       ini=ini)
+        assert r.returncode == 2, r.stderr
+        assert "refusing a password on the command line" in r.stderr, r.stderr
+        assert "argv-secret" not in r.stderr and "cannot connect" not in r.stderr
+
+
+def test_password_never_logged(tmp_path, consul):
+    ini = write_ini(tmp_path / "h.ini", consul,
+                    source=f"host=127.0.0.1 port={lab.free_port()} user=u password=ini-secret")
+    with ini.open("a") as f:
+        f.write("[upgrade]\nconnect_options = PGPASSWORD=co-secret -p %p\n")
+    r = run_helper("backup", "--type", "full", ini=ini)
+    assert r.returncode == 1 and "ini-secret" not in r.stderr + r.stdout, r.stderr
+    r = run_helper("upgrade", "plan", "--to-version", "16", ini=ini)
+    assert "co-secret" not in r.stderr + r.stdout, r.stdout + r.stderr
+
+
+def test_config_option_after_subcommand_refused(tmp_path, consul):
+    ini = write_ini(tmp_path / "h.ini", consul)
+    r = run_helper("topology", "-c", str(ini))
+    assert r.returncode == 2 and "-c must come before the subcommand" in r.stderr, r.stderr
 
 
 def test_backup_local_postgres_unreachable(tmp_path, consul):

@@ -14,6 +14,8 @@
 #include <cmocka.h>
 
 #include "helper_config.h"
+#include "pg_version.h"
+#include "secret.h"
 
 static char ini_path[64];
 
@@ -301,6 +303,99 @@ test_helper_service_name(void **state)
 	assert_int_equal(strlen(out), 230);
 }
 
+/* patroni_url errors name patroni_url, not the consul url */
+static void
+test_helper_config_patroni_url_wording(void **state)
+{
+	struct helper_config cfg;
+	char err[512] = "";
+
+	(void) state;
+	helper_config_init(&cfg);
+	assert_false(helper_config_set(&cfg, "helper", "patroni_url", "localhost:8008", err,
+				       sizeof(err)));
+	assert_non_null(strstr(err, "patroni_url \"localhost:8008\""));
+	assert_null(strstr(err, "consul"));
+}
+
+/* [prepared_queries]: one TTL per query (default dns_ttl) and nearest_n */
+static void
+test_helper_config_prepared_queries(void **state)
+{
+	struct helper_config cfg;
+
+	(void) state;
+	load_ok(&cfg, "[helper]\ndns_ttl = 20s\n");
+	assert_int_equal(cfg.nearest_n, 3);
+	assert_true(helper_config_pq_ttl(&cfg, HELPER_PQ_WRITER) == UINT64_C(20000000));
+	assert_true(helper_config_pq_ttl(&cfg, HELPER_PQ_ANY) == UINT64_C(20000000));
+	load_ok(&cfg, "[helper]\ndns_ttl = 20s\n[prepared_queries]\nwriter_ttl = 0s\n"
+		"query_ttl = 10s\nany_ttl = 1m\nnearest_n = 0\n");
+	assert_true(helper_config_pq_ttl(&cfg, HELPER_PQ_WRITER) == 0);
+	assert_true(helper_config_pq_ttl(&cfg, HELPER_PQ_QUERY) == UINT64_C(10000000));
+	assert_true(helper_config_pq_ttl(&cfg, HELPER_PQ_ANY) == UINT64_C(60000000));
+	assert_int_equal(cfg.nearest_n, 0);
+	load_refused("[prepared_queries]\nnearest_n = 101\n",
+		     "2: nearest_n: must be a number from 0 to 100");
+	load_refused("[prepared_queries]\nquery_ttl = ten\n", "2: query_ttl: ");
+	load_refused("[prepared_queries]\nttl = 10s\n", "2: ttl: unknown key in [prepared_queries]");
+}
+
+/* 9.6 is followed by 10, 10 and later by major + 1 */
+static void
+test_pg_next_major(void **state)
+{
+	(void) state;
+	assert_int_equal(pg_next_major(90624), 10);
+	assert_int_equal(pg_next_major(90600), 10);
+	assert_int_equal(pg_next_major(90524), 906);
+	assert_int_equal(pg_next_major(100023), 11);
+	assert_int_equal(pg_next_major(150004), 16);
+	assert_int_equal(pg_major_of(90624), 906);
+	assert_int_equal(pg_major_of(150004), 15);
+}
+
+static void
+masked(const char *in, const char *want)
+{
+	char out[512];
+
+	secret_mask(in, out, sizeof(out));
+	assert_string_equal(out, want);
+}
+
+/* passwords and tokens never leave secret_mask, whatever their form */
+static void
+test_secret_mask(void **state)
+{
+	(void) state;
+	masked("vacuumdb on m1: $ PGPASSWORD=s3cret vacuumdb -p 5432",
+	       "vacuumdb on m1: $ PGPASSWORD=*** vacuumdb -p 5432");
+	masked("host=h password=s3cret user=u", "host=h password=*** user=u");
+	masked("host=h password = 's3 cr\\'et' user=u", "host=h password = *** user=u");
+	masked("psql 'dbname=x password=s3cret'", "psql 'dbname=x password=***'");
+	masked("postgresql://u:s3cret@h:5432/db", "postgresql://u:***@h:5432/db");
+	masked("X-Consul-Token: abc-def", "X-Consul-Token: ***");
+	masked("Authorization: Bearer abc", "Authorization: ***");
+	masked("curl --password=s3cret -H 'X-Consul-Token: t0k'",
+	       "curl --password=*** -H 'X-Consul-Token: ***");
+	masked("token=abc token_file=/etc/t", "token=*** token_file=/etc/t");
+	masked("password authentication failed for user \"u\"",
+	       "password authentication failed for user \"u\"");
+	masked("http://127.0.0.1:8008/patroni", "http://127.0.0.1:8008/patroni");
+}
+
+static void
+test_secret_conninfo_has_password(void **state)
+{
+	(void) state;
+	assert_true(secret_conninfo_has_password("host=h password=x"));
+	assert_true(secret_conninfo_has_password("host=h PASSWORD = x"));
+	assert_true(secret_conninfo_has_password("postgresql://u:x@h/db"));
+	assert_false(secret_conninfo_has_password("host=h user=u passfile=/etc/pgpass"));
+	assert_false(secret_conninfo_has_password("postgresql://u@h:5432/db"));
+}
+
 int
 main(void)
 {
@@ -318,6 +413,11 @@ main(void)
 		cmocka_unit_test(test_helper_config_proxy),
 		cmocka_unit_test(test_helper_config_token_file),
 		cmocka_unit_test(test_helper_service_name),
+		cmocka_unit_test(test_helper_config_patroni_url_wording),
+		cmocka_unit_test(test_helper_config_prepared_queries),
+		cmocka_unit_test(test_pg_next_major),
+		cmocka_unit_test(test_secret_mask),
+		cmocka_unit_test(test_secret_conninfo_has_password),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
