@@ -3,7 +3,8 @@
  * role.  Service <scope> with tag primary/replica/any, one per endpoint
  * that answers 200 (/primary, /replica, /read-only), each with a Consul
  * HTTP check on that endpoint so Consul sees a role change or a dead
- * Patroni even when this process is gone.
+ * Patroni even when this process is gone, which is why a stop leaves them
+ * registered.  SIGHUP reads helper.ini again.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 
 #include "commands.h"
+#include "daemon.h"
 #include "duration.h"
 #include "errbuf.h"
 #include "http.h"
@@ -46,21 +48,14 @@ struct reg_options {
 	uint64_t deregister_after_usec;
 };
 
-static volatile sig_atomic_t reg_stop;
-
-static void
-reg_on_signal(int sig)
-{
-	reg_stop = 1;
-}
-
+/* sleep, cut short by SIGTERM or SIGHUP */
 static void
 reg_sleep(uint64_t usec)
 {
 	struct timespec ts;
 	uint64_t step;
 
-	while (!reg_stop && usec > 0) {
+	while (!daemon_stop && !daemon_reload && usec > 0) {
 		step = usec < 200000 ? usec : 200000;
 		ts.tv_sec = 0;
 		ts.tv_nsec = (long) step * 1000;
@@ -77,25 +72,103 @@ reg_id(const struct helper_config *cfg, const char *member, const char *role, ch
 	snprintf(out, len, REG_ID_PREFIX "%s:%s:%s", cfg->scope, member, role);
 }
 
+static bool
+member_name_ok(const char *s)
+{
+	return s[0] != '\0' && strlen(s) < sizeof(((struct reg_self *) 0)->name) &&
+		strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+		strlen(s);
+}
+
+/* name, host and port of a /cluster member record */
+static bool
+self_from_member(const struct helper_config *cfg, struct json_object *m, struct reg_self *self,
+		 char *err, size_t errlen)
+{
+	struct json_object *port = http_json_member(m, "port");
+	const char *name = http_json_text(m, "name");
+	const char *host = http_json_text(m, "host");
+
+	if (!member_name_ok(name) || !patroni_host_valid(host) || port == NULL ||
+	    json_object_get_int(port) < 1 || json_object_get_int(port) > 65535) {
+		errbuf_set(err, errlen, "patroni /cluster at %s: unusable member record",
+			   cfg->patroni_url);
+		return false;
+	}
+	snprintf(self->name, sizeof(self->name), "%s", name);
+	snprintf(self->host, sizeof(self->host), "%s", host);
+	self->port = json_object_get_int(port);
+	return true;
+}
+
+/* GET url (a whole URL, or patroni_url + path when url is NULL) as a JSON object */
+static struct json_object *
+get_object(const struct helper_config *cfg, const char *url, const char *path, char *err,
+	   size_t errlen)
+{
+	struct consul_response resp;
+	struct json_object *o;
+	char what[CONSUL_URL_MAX + 64];
+	bool ok;
+
+	if (url != NULL)
+		ok = http_patroni_url(url, HTTP_TIMEOUT_MS, &resp, err, errlen);
+	else
+		ok = http_patroni(cfg, "GET", path, NULL, HTTP_TIMEOUT_MS, &resp, err, errlen);
+	if (!ok)
+		return NULL;
+	snprintf(what, sizeof(what), "patroni %s%s", url ? url : cfg->patroni_url,
+		 url ? "" : path);
+	o = http_json(&resp, json_type_object, what, err, errlen);
+	consul_response_free(&resp);
+	return o;
+}
+
 /*
- * Which member of /cluster is the Patroni at patroni_url: the one whose
- * api_url is patroni_url + "/patroni" (or starts with patroni_url + "/").
+ * Two /patroni answers from the same Patroni: the same postmaster start
+ * time (microseconds, set when its postgres started) of the same system.
+ */
+static bool
+same_patroni(struct json_object *a, struct json_object *b)
+{
+	const char *t = http_json_text(a, "postmaster_start_time");
+
+	return t[0] != '\0' && strcmp(t, http_json_text(b, "postmaster_start_time")) == 0 &&
+		strcmp(http_json_text(a, "database_system_identifier"),
+		       http_json_text(b, "database_system_identifier")) == 0;
+}
+
+/*
+ * Which member of /cluster is the Patroni at patroni_url.  Its own GET
+ * /patroni says so in "patroni": {"name"} (Patroni 4; 3.0.2 has only
+ * version and scope).  Without the name, ask every member's api_url for
+ * its /patroni and take the one answer that is the local one (same_patroni).
+ * The URL strings are never compared: patroni_url is usually 127.0.0.1
+ * while api_url carries the connect_address.
  */
 static bool
 find_self(const struct helper_config *cfg, struct reg_self *self, char *err, size_t errlen)
 {
-	struct consul_response resp;
-	struct json_object *cluster, *members, *m, *api, *name, *host, *port;
-	size_t i, n = strlen(cfg->patroni_url);
-	const char *s;
+	struct json_object *local, *cluster = NULL, *members, *m, *other, *found = NULL;
+	char msg[1024];
+	const char *name, *scope;
+	size_t i;
+	int matches = 0;
 	bool ok = false;
 
-	if (!http_patroni(cfg, "GET", "/cluster", NULL, HTTP_TIMEOUT_MS, &resp, err, errlen))
+	local = get_object(cfg, NULL, "/patroni", err, errlen);
+	if (local == NULL)
 		return false;
-	cluster = http_json(&resp, json_type_object, "patroni /cluster", err, errlen);
-	consul_response_free(&resp);
+	name = http_json_text(http_json_member(local, "patroni"), "name");
+	scope = http_json_text(http_json_member(local, "patroni"), "scope");
+	if (scope[0] != '\0' && strcmp(scope, cfg->scope) != 0) {
+		errbuf_set(err, errlen, "patroni %s serves scope \"%s\", not \"%s\"",
+			   cfg->patroni_url, scope, cfg->scope);
+		goto done;
+	}
+	cluster = get_object(cfg, NULL, "/cluster", err, errlen);
 	if (cluster == NULL)
-		return false;
+		goto done;
 	members = http_json_member(cluster, "members");
 	if (members == NULL || !json_object_is_type(members, json_type_array)) {
 		errbuf_set(err, errlen, "patroni /cluster at %s: no members list", cfg->patroni_url);
@@ -103,33 +176,35 @@ find_self(const struct helper_config *cfg, struct reg_self *self, char *err, siz
 	}
 	for (i = 0; i < json_object_array_length(members); i++) {
 		m = json_object_array_get_idx(members, i);
-		api = http_json_member(m, "api_url");
-		s = api ? json_object_get_string(api) : NULL;
-		if (s == NULL || strncmp(s, cfg->patroni_url, n) != 0 || (s[n] != '/' && s[n] != '\0'))
-			continue;
-		name = http_json_member(m, "name");
-		host = http_json_member(m, "host");
-		port = http_json_member(m, "port");
-		if (!name || !host || !port || !patroni_host_valid(json_object_get_string(host)) ||
-		    json_object_get_int(port) < 1 || json_object_get_int(port) > 65535 ||
-		    strlen(json_object_get_string(name)) >= sizeof(self->name) ||
-		    strspn(json_object_get_string(name), "abcdefghijklmnopqrstuvwxyz"
-			   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
-		    strlen(json_object_get_string(name))) {
-			errbuf_set(err, errlen, "patroni /cluster at %s: unusable member record",
-				   cfg->patroni_url);
-			goto done;
+		if (name[0] != '\0') {
+			if (strcmp(http_json_text(m, "name"), name) != 0)
+				continue;
+			found = m;
+			matches = 1;
+			break;
 		}
-		snprintf(self->name, sizeof(self->name), "%s", json_object_get_string(name));
-		snprintf(self->host, sizeof(self->host), "%s", json_object_get_string(host));
-		self->port = json_object_get_int(port);
-		ok = true;
-		goto done;
+		if (http_json_text(m, "api_url")[0] == '\0')
+			continue;
+		other = get_object(cfg, http_json_text(m, "api_url"), NULL, msg, sizeof(msg));
+		if (other != NULL && same_patroni(local, other)) {
+			found = m;
+			matches++;
+		}
+		json_object_put(other);
 	}
-	errbuf_set(err, errlen, "patroni /cluster at %s lists no member with that api_url",
-		   cfg->patroni_url);
+	if (matches == 1)
+		ok = self_from_member(cfg, found, self, err, errlen);
+	else if (name[0] != '\0')
+		errbuf_set(err, errlen, "patroni /cluster at %s does not list member %s",
+			   cfg->patroni_url, name);
+	else
+		errbuf_set(err, errlen, "cannot tell which member patroni %s is: %s",
+			   cfg->patroni_url, matches == 0 ?
+			   "no member's api_url answers with its postmaster start time" :
+			   "several members' api_url answer like it");
 done:
 	json_object_put(cluster);
+	json_object_put(local);
 	return ok;
 }
 
@@ -302,27 +377,6 @@ register_round(const struct helper_config *cfg, const struct reg_options *o,
 	return ok;
 }
 
-static void
-deregister_all(const struct helper_config *cfg, const struct reg_self *self)
-{
-	struct json_object *services;
-	const struct reg_kind *k;
-	char id[600], err[1024];
-
-	services = list_services(cfg, err, sizeof(err));
-	if (services == NULL) {
-		log_error("cannot list services to deregister: %s", err);
-		return;
-	}
-	for (k = reg_kinds; k->role; k++) {
-		reg_id(cfg, self->name, k->role, id, sizeof(id));
-		if (http_json_member(services, id) != NULL &&
-		    !service_deregister(cfg, id, "clean exit", err, sizeof(err)))
-			log_error("%s", err);
-	}
-	json_object_put(services);
-}
-
 static bool
 parse_duration_option(const char *name, const char *value, uint64_t *out)
 {
@@ -351,10 +405,9 @@ cmd_register(struct helper_config *cfg, int argc, char **argv)
 		UINT64_C(120) * DURATION_USEC_PER_SEC
 	};
 	struct reg_self self;
-	struct sigaction sa;
 	char err[1024], last_err[1024] = "";
 	bool once = false;
-	bool known = false;
+	bool first = true;
 	int c;
 
 	optind = 1;
@@ -399,32 +452,34 @@ cmd_register(struct helper_config *cfg, int argc, char **argv)
 		return HELPER_EXIT_OK;
 	}
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = reg_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	http_set_stop_flag(&reg_stop);
+	/*
+	 * No deregistration on the way out: a stop or a restart must not take
+	 * the writer out of DNS while the primary is healthy.  Each service's
+	 * own Consul check notices a dead host or Patroni.
+	 */
+	daemon_install_signals();
 	log_info("following patroni %s for scope %s every %.1f s", cfg->patroni_url, cfg->scope,
 		 (double) o.interval_usec / 1e6);
-	while (!reg_stop) {
+	while (!daemon_stop) {
+		if (daemon_reload) {
+			daemon_reload_config(cfg);
+			last_err[0] = '\0';
+			continue;
+		}
 		if (register_round(cfg, &o, &self, err, sizeof(err))) {
-			known = true;
 			if (last_err[0] != '\0')
 				log_info("patroni and consul answer again");
 			last_err[0] = '\0';
-		} else if (!reg_stop && strcmp(err, last_err) != 0) {
+		} else if (!daemon_stop && strcmp(err, last_err) != 0) {
 			log_error("%s", err);
 			snprintf(last_err, sizeof(last_err), "%s", err);
 		}
-		if (self.name[0] != '\0')
-			known = true;
+		if (first)
+			daemon_notify("READY=1");
+		first = false;
 		reg_sleep(o.interval_usec);
 	}
-	/* the stop flag would abort these calls at once: clear it first */
-	http_set_stop_flag(NULL);
-	if (known)
-		deregister_all(cfg, &self);
-	log_info("stopping on signal");
+	daemon_notify("STOPPING=1");
+	log_info("stopping on signal, services left registered under their consul checks");
 	return HELPER_EXIT_OK;
 }

@@ -19,6 +19,7 @@
 
 #include "backoff.h"
 #include "commands.h"
+#include "daemon.h"
 #include "consul_kv.h"
 #include "duration.h"
 #include "errbuf.h"
@@ -43,13 +44,7 @@ struct sync_buf {
 	bool no_memory;
 };
 
-static volatile sig_atomic_t sync_stop;
-
-static void
-sync_on_signal(int sig)
-{
-	sync_stop = 1;
-}
+#define sync_stop daemon_stop
 
 static uint64_t
 now_usec(void)
@@ -60,7 +55,7 @@ now_usec(void)
 	return (uint64_t) ts.tv_sec * DURATION_USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
-/* sleep, cut short by SIGTERM/SIGINT */
+/* sleep, cut short by SIGTERM/SIGINT or SIGHUP */
 static void
 sync_sleep(uint64_t usec)
 {
@@ -68,7 +63,7 @@ sync_sleep(uint64_t usec)
 	uint64_t now;
 	struct timespec ts;
 
-	while (!sync_stop && (now = now_usec()) < end) {
+	while (!sync_stop && !daemon_reload && (now = now_usec()) < end) {
 		usec = end - now < 200000 ? end - now : 200000;
 		ts.tv_sec = 0;
 		ts.tv_nsec = (long) usec * 1000;
@@ -496,21 +491,8 @@ done:
 	return ok;
 }
 
-static void
-install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = sync_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	http_set_stop_flag(&sync_stop);
-}
-
 static int
-sync_daemon(const struct helper_config *cfg)
+sync_daemon(struct helper_config *cfg)
 {
 	struct backoff retry;
 	struct rate_limit limit;
@@ -524,14 +506,22 @@ sync_daemon(const struct helper_config *cfg)
 	bool reload_pending = false;
 	bool need_sync = true;
 	bool first = true;
+	bool ready = false;
 
-	install_signals();
+	daemon_install_signals();
 	backoff_init(&retry, SYNC_RETRY_MIN_USEC, SYNC_RETRY_MAX_USEC, (unsigned int) getpid());
 	/* a churning leader key wakes us at most twice at once, then every 5 s */
 	rate_limit_init(&limit, 2, 0.2);
 	log_info("watching leader of scope %s in consul %s, syncing every %.0f s",
 		 cfg->scope, cfg->consul.url, (double) cfg->sync_interval_usec / 1e6);
 	while (!sync_stop) {
+		if (daemon_reload) {
+			/* seen between calls: a blocking watch ends within consul wait */
+			daemon_reload_config(cfg);
+			need_sync = true;
+			first = true;
+			index = 0;
+		}
 		now = now_usec();
 		if (need_sync || now >= next_sync) {
 			if (sync_once(cfg, &reload_pending, err, sizeof(err))) {
@@ -545,6 +535,9 @@ sync_daemon(const struct helper_config *cfg)
 				next_sync = now_usec() + backoff_next(&retry);
 			}
 			need_sync = false;
+			if (!ready)
+				daemon_notify("READY=1");
+			ready = true;
 		}
 		if (sync_stop)
 			break;
@@ -581,6 +574,7 @@ sync_daemon(const struct helper_config *cfg)
 			first = false;
 		}
 	}
+	daemon_notify("STOPPING=1");
 	log_info("stopping on signal");
 	return HELPER_EXIT_OK;
 }

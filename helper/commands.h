@@ -31,4 +31,10 @@ bool cmd_no_more_args(int argc, char **argv, int next);
 /* true if [helper] scope is set; false (logged) otherwise */
 bool cmd_scope_set(const struct helper_config *cfg);
 
+/*
+ * Read the configuration file and command-line overrides main() read,
+ * again, into *cfg (left alone on failure); for SIGHUP in daemons.
+ */
+bool helper_reload_config(struct helper_config *cfg, char *err, size_t errlen);
+
 #endif

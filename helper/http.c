@@ -134,6 +134,17 @@ http_patroni(const struct helper_config *cfg, const char *method, const char *pa
 	return http_perform(&s, method, url, body, timeout_ms, resp, err, errlen);
 }
 
+bool
+http_patroni_url(const char *url, long timeout_ms, struct consul_response *resp,
+		 char *err, size_t errlen)
+{
+	struct consul_settings s;
+
+	memset(resp, 0, sizeof(*resp));
+	memset(&s, 0, sizeof(s));
+	return http_perform(&s, "GET", url, NULL, timeout_ms, resp, err, errlen);
+}
+
 struct json_object *
 http_json(const struct consul_response *resp, json_type type, const char *what,
 	  char *err, size_t errlen)

@@ -41,6 +41,10 @@ bool http_patroni(const struct helper_config *cfg, const char *method, const cha
 		  const char *body, long timeout_ms, struct consul_response *resp,
 		  char *err, size_t errlen);
 
+/* GET of a full URL of another Patroni (an api_url from /cluster) */
+bool http_patroni_url(const char *url, long timeout_ms, struct consul_response *resp,
+		      char *err, size_t errlen);
+
 /*
  * Parse resp's body as JSON of the given type (json_type_object or
  * json_type_array); the caller puts the result.

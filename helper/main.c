@@ -229,6 +229,45 @@ apply_overrides(struct helper_config *cfg, int argc, char **argv)
 	return out;
 }
 
+/* what helper_reload_config reads again: the file and the overrides */
+static const char *reload_file;
+static int reload_argc;
+static char **reload_argv;
+
+bool
+helper_reload_config(struct helper_config *cfg, char *err, size_t errlen)
+{
+	static struct helper_config fresh;
+	char **args;
+	char msg[1024];
+	int i;
+
+	helper_config_init(&fresh);
+	if (!helper_config_load(&fresh, reload_file, msg, sizeof(msg))) {
+		snprintf(err, errlen, "%s", msg);
+		return false;
+	}
+	args = calloc((size_t) reload_argc + 1, sizeof(*args));
+	if (args == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	for (i = 0; i < reload_argc; i++)
+		args[i] = reload_argv[i];
+	i = apply_overrides(&fresh, reload_argc, args);
+	free(args);
+	if (i < 0) {
+		snprintf(err, errlen, "bad command-line override");
+		return false;
+	}
+	if (!helper_config_finish(&fresh, msg, sizeof(msg))) {
+		snprintf(err, errlen, "%s: %s", reload_file, msg);
+		return false;
+	}
+	*cfg = fresh;
+	return true;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -288,6 +327,14 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		return HELPER_EXIT_USAGE;
 	}
+	reload_file = file;
+	reload_argc = argc;
+	reload_argv = calloc((size_t) argc + 1, sizeof(*reload_argv));
+	if (reload_argv == NULL) {
+		log_error("out of memory");
+		return HELPER_EXIT_FAIL;
+	}
+	memcpy(reload_argv, argv, (size_t) argc * sizeof(*argv));
 	argc = apply_overrides(&cfg, argc, argv);
 	if (argc < 0)
 		return HELPER_EXIT_USAGE;

@@ -141,11 +141,12 @@ def wait_cluster_healthy(cluster: lab.PatroniCluster) -> None:
 class Daemon:
     """A helper daemon started by PID, stopped by PID with a bounded wait."""
 
-    def __init__(self, args: list[str], ini: Path, log_path: Path):
+    def __init__(self, args: list[str], ini: Path, log_path: Path, env: dict | None = None):
         self.log_path = log_path
         self.logf = open(log_path, "ab")
         self.proc = subprocess.Popen([HELPER, "-c", str(ini)] + args, stdout=self.logf,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, **(env or {})})
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -732,13 +733,17 @@ def test_register_follows_roles(tmp_path, consul, cluster):
         finally:
             cluster.start_member(victim)
             wait_cluster_healthy(cluster)
+        before = set(our_services(consul))
     finally:
         for n, d in daemons.items():
             assert d.stop() == 0
             lab.log(f"register {n}:\n{d.log()}")
-    # clean exit deregisters
-    assert our_services(consul) == {}
-    assert any("deregistered service id" in d.log() for d in daemons.values())
+    # a clean stop keeps the services: writer DNS must not vanish on a restart
+    try:
+        assert set(our_services(consul)) == before
+    finally:
+        for k in list(our_services(consul)):
+            consul.api("PUT", f"/v1/agent/service/deregister/{k}")
 
 
 def test_register_once_and_ids_never_collide_with_patroni(tmp_path, consul, cluster):
@@ -761,10 +766,71 @@ def test_register_once_and_ids_never_collide_with_patroni(tmp_path, consul, clus
             consul.api("PUT", f"/v1/agent/service/deregister/{k}")
 
 
+def test_register_finds_member_when_patroni_url_differs_from_api_url(tmp_path, consul,
+                                                                     cluster):
+    """patroni_url says localhost, the member's api_url (connect_address) 127.0.0.1."""
+    leader = cluster.wait_for_leader()
+    m = cluster.member(leader)
+    assert m.api_url.startswith("http://127.0.0.1:")
+    ini = write_ini(tmp_path / "h.ini", consul, patroni_url=f"http://localhost:{m.api_port}")
+    try:
+        r = run_helper("register", "--once", ini=ini)
+        assert r.returncode == 0, r.stderr
+        svcs = our_services(consul)
+        assert sorted(svcs) == sorted([f"pgbc-helper:{SCOPE}:{leader}:writer",
+                                       f"pgbc-helper:{SCOPE}:{leader}:any"])
+        assert all(s["Address"] == "127.0.0.1" and s["Port"] == m.port for s in svcs.values())
+    finally:
+        for k in list(our_services(consul)):
+            consul.api("PUT", f"/v1/agent/service/deregister/{k}")
+
+
+def test_register_daemon_notify_sighup_sigterm(tmp_path, consul, cluster):
+    """READY=1 on NOTIFY_SOCKET; SIGHUP rereads patroni_url and goes on; SIGTERM
+    leaves the services registered."""
+    import socket
+    import tempfile
+    wait_cluster_healthy(cluster)
+    leader = cluster.wait_for_leader()
+    replica = next(n for n in cluster.names if n != leader)
+    sockdir = Path(tempfile.mkdtemp(prefix="h12b-", dir="/tmp"))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sockdir / "notify"))
+    sock.settimeout(20)
+    ini = write_ini(tmp_path / "h.ini", consul, patroni_url=cluster.member(replica).api_url)
+    d = Daemon(["register", "--interval", "1s"], ini, tmp_path / "register.log",
+               env={"NOTIFY_SOCKET": str(sockdir / "notify")})
+    rep_ids = {f"pgbc-helper:{SCOPE}:{replica}:query", f"pgbc-helper:{SCOPE}:{replica}:any"}
+    lead_ids = {f"pgbc-helper:{SCOPE}:{leader}:writer", f"pgbc-helper:{SCOPE}:{leader}:any"}
+    try:
+        assert sock.recv(4096) == b"READY=1"
+        lab.wait_until(lambda: set(our_services(consul)) == rep_ids, 20, 0.3,
+                       "replica services")
+        write_ini(ini, consul, patroni_url=cluster.member(leader).api_url)
+        d.proc.send_signal(signal.SIGHUP)
+        assert sock.recv(4096).startswith(b"RELOADING=1\nMONOTONIC_USEC=")
+        assert sock.recv(4096) == b"READY=1"
+        lab.wait_until(lambda: lead_ids <= set(our_services(consul)), 20, 0.3,
+                       "leader services after SIGHUP")
+        assert d.proc.poll() is None
+        assert "configuration reloaded on SIGHUP" in d.log()
+        assert d.stop() == 0
+        assert sock.recv(4096) == b"STOPPING=1"
+        assert set(our_services(consul)) == rep_ids | lead_ids
+        assert "deregistered" not in d.log()
+    finally:
+        d.stop()
+        lab.log(f"register:\n{d.log()}")
+        sock.close()
+        shutil.rmtree(sockdir, ignore_errors=True)
+        for k in list(our_services(consul)):
+            consul.api("PUT", f"/v1/agent/service/deregister/{k}")
+
+
 def test_register_patroni_unreachable(tmp_path, consul):
     ini = write_ini(tmp_path / "h.ini", consul, patroni_url=f"http://127.0.0.1:{lab.free_port()}")
     r = run_helper("register", "--once", ini=ini)
-    assert r.returncode == 1 and "/cluster" in r.stderr
+    assert r.returncode == 1 and "/patroni" in r.stderr
 
 
 # --------------------------------------------------------------------------- maintenance
