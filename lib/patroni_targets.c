@@ -9,6 +9,7 @@
 #include "patroni_targets.h"
 #include "errbuf.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const target_state_names[PATRONI_TARGET_STATE_COUNT] = {
@@ -21,17 +22,6 @@ static const char *const role_names[PATRONI_ROLE_COUNT] = {
 };
 
 static void
-target_copy(char *dst, size_t len, const char *src)
-{
-	size_t n = strlen(src);
-
-	if (n >= len)
-		n = len - 1;
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
-static void
 target_add(struct patroni_target *t, const struct patroni_view_member *m)
 {
 	struct patroni_address *a;
@@ -41,8 +31,8 @@ target_add(struct patroni_target *t, const struct patroni_view_member *m)
 		return;
 	}
 	a = &t->addrs[t->count++];
-	target_copy(a->member, sizeof(a->member), m->name);
-	target_copy(a->host, sizeof(a->host), m->rec.host);
+	snprintf(a->member, sizeof(a->member), "%s", m->name);
+	snprintf(a->host, sizeof(a->host), "%s", m->rec.host);
 	a->port = m->rec.port;
 }
 

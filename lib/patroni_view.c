@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #define PATRONI_KEY_JSON_MAX 65536	/* failover, sync, failsafe, config */
@@ -23,17 +24,6 @@ patroni_name_valid(const char *name)
 	if (n == 0 || name[n] != '\0' || n >= PATRONI_NAME_MAX)
 		return false;
 	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
-}
-
-static void
-view_copy(char *dst, size_t len, const char *src)
-{
-	size_t n = strlen(src);
-
-	if (n >= len)
-		n = len - 1;
-	memmove(dst, src, n);
-	dst[n] = '\0';
 }
 
 /* the value of a small JSON key as an object, or NULL */
@@ -64,7 +54,7 @@ view_name_field(struct json_object *obj, const char *field, char *out)
 	if (obj != NULL && json_object_object_get_ex(obj, field, &v) &&
 	    json_object_is_type(v, json_type_string) &&
 	    patroni_name_valid(json_object_get_string(v)))
-		view_copy(out, PATRONI_NAME_MAX, json_object_get_string(v));
+		snprintf(out, PATRONI_NAME_MAX, "%s", json_object_get_string(v));
 }
 
 static void
@@ -79,7 +69,7 @@ view_leader(struct patroni_view *v, const struct consul_kv *e)
 		return;
 	}
 	v->leader_key = PATRONI_LEADER_HELD;
-	view_copy(v->leader, sizeof(v->leader), e->value);
+	snprintf(v->leader, sizeof(v->leader), "%s", e->value);
 }
 
 /*
@@ -152,7 +142,7 @@ view_sync(struct patroni_view *v, const struct consul_kv *e)
 			memcpy(first, json_object_get_string(s), n);
 			first[n] = '\0';
 			if (patroni_name_valid(first))
-				view_copy(v->sync_standby, sizeof(v->sync_standby), first);
+				snprintf(v->sync_standby, sizeof(v->sync_standby), "%s", first);
 		}
 	}
 	json_object_put(obj);
@@ -175,11 +165,11 @@ view_member(struct patroni_view *v, const struct consul_kv *e, const char *name)
 
 	if (e->value != NULL &&
 	    patroni_member_parse(e->value, e->value_len, &m->rec, err, sizeof(err))) {
-		view_copy(m->name, sizeof(m->name), name);
+		snprintf(m->name, sizeof(m->name), "%s", name);
 		v->member_count++;
 		return;
 	}
-	view_copy(r->name, sizeof(r->name), name);
+	snprintf(r->name, sizeof(r->name), "%s", name);
 	errbuf_set(r->why, sizeof(r->why), "%s", e->value != NULL ? err : "empty record");
 	if (v->refused_count++ == 0)
 		errbuf_set(v->refused, sizeof(v->refused), "member \"%s\" refused: %s",
