@@ -44,6 +44,12 @@ struct sync_buf {
 	bool no_memory;
 };
 
+/* the user names of extra_users_file, which win over pg_shadow's */
+struct sync_extra {
+	char (*names)[256];
+	int count;
+};
+
 #define sync_stop daemon_stop
 
 static uint64_t
@@ -188,10 +194,91 @@ done:
 	return ok;
 }
 
-/* the auth_file text from pg_shadow on the leader; *users = lines written */
 static bool
-read_users(const struct helper_config *cfg, const struct sync_leader *l, struct sync_buf *out,
-	   int *users, char *err, size_t errlen)
+extra_has(const struct sync_extra *x, const char *name)
+{
+	int i;
+
+	for (i = 0; i < x->count; i++) {
+		if (strcmp(x->names[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * extra_users_file's entries, each line copied verbatim into out (blank
+ * and comment lines dropped); a missing file or a bad line fails the sync
+ * before anything is written.
+ */
+static bool
+read_extra(const char *path, struct sync_buf *out, struct sync_extra *x, char *err,
+	   size_t errlen)
+{
+	FILE *f;
+	char line[4096];
+	char user[256];
+	char msg[256];
+	char (*grown)[256];
+	size_t n;
+	int lineno = 0;
+	bool skip;
+	bool ok = false;
+
+	f = fopen(path, "r");
+	if (f == NULL) {
+		errbuf_set(err, errlen, "extra_users_file %s: cannot open: %s", path,
+			   strerror(errno));
+		return false;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		n = strlen(line);
+		if (n > 0 && line[n - 1] == '\n') {
+			line[--n] = '\0';
+		} else if (!feof(f)) {
+			errbuf_set(err, errlen, "%s:%d: line too long", path, lineno);
+			goto done;
+		}
+		if (!helper_userlist_line(line, user, sizeof(user), &skip, msg, sizeof(msg))) {
+			if (skip)
+				continue;
+			errbuf_set(err, errlen, "%s:%d: %s", path, lineno, msg);
+			goto done;
+		}
+		if (extra_has(x, user)) {
+			errbuf_printable(user, msg, 128);
+			errbuf_set(err, errlen, "%s:%d: user \"%s\" listed twice", path, lineno, msg);
+			goto done;
+		}
+		grown = realloc(x->names, (size_t) (x->count + 1) * sizeof(*x->names));
+		if (grown == NULL) {
+			errbuf_set(err, errlen, "out of memory reading %s", path);
+			goto done;
+		}
+		x->names = grown;
+		strcpy(x->names[x->count++], user);
+		buf_append(out, line, n);
+		buf_append(out, "\n", 1);
+	}
+	if (ferror(f)) {
+		errbuf_set(err, errlen, "extra_users_file %s: read error", path);
+		goto done;
+	}
+	ok = true;
+done:
+	fclose(f);
+	return ok;
+}
+
+/*
+ * the auth_file text from pg_shadow on the leader, after extra_users_file's
+ * lines; *users = roles read (before the extra file's overrides)
+ */
+static bool
+read_users(const struct helper_config *cfg, const struct sync_leader *l,
+	   const struct sync_extra *extra, struct sync_buf *out, int *users, char *err,
+	   size_t errlen)
 {
 	const char *keys[] = {"connect_timeout", "client_encoding",
 			      "fallback_application_name", "dbname", "host", "port", NULL};
@@ -240,11 +327,16 @@ read_users(const struct helper_config *cfg, const struct sync_leader *l, struct 
 				    shown);
 			continue;
 		}
+		(*users)++;
+		if (extra_has(extra, name)) {
+			errbuf_printable(name, shown, sizeof(shown));
+			log_info("role \"%s\": extra_users_file's entry wins over pg_shadow's", shown);
+			continue;
+		}
 		buf_quoted(out, name);
 		buf_append(out, " ", 1);
 		buf_quoted(out, secret);
 		buf_append(out, "\n", 1);
-		(*users)++;
 	}
 	if (out->no_memory) {
 		errbuf_set(err, errlen, "out of memory building the auth_file");
@@ -410,13 +502,17 @@ sync_once(const struct helper_config *cfg, bool *reload_pending, char *err, size
 {
 	struct sync_leader l;
 	struct sync_buf buf = {NULL, 0, 0, false};
+	struct sync_extra extra = {NULL, 0};
 	uint64_t t0 = now_usec();
 	int users;
 	bool ok = false;
 
+	if (cfg->extra_users_file[0] != '\0' &&
+	    !read_extra(cfg->extra_users_file, &buf, &extra, err, errlen))
+		goto done;
 	if (!find_leader(cfg, &l, err, errlen))
-		return false;
-	if (!read_users(cfg, &l, &buf, &users, err, errlen))
+		goto done;
+	if (!read_users(cfg, &l, &extra, &buf, &users, err, errlen))
 		goto done;
 	if (users == 0) {
 		errbuf_set(err, errlen, "no login roles with a password on leader %s (after "
@@ -424,14 +520,16 @@ sync_once(const struct helper_config *cfg, bool *reload_pending, char *err, size
 		goto done;
 	}
 	if (file_same(cfg->auth_file, buf.data, buf.len)) {
-		log_info("auth_file %s unchanged (%d users from leader %s at %s:%d, %.3f s)",
-			 cfg->auth_file, users, l.name, l.host, l.port,
+		log_info("auth_file %s unchanged (%d users from leader %s at %s:%d, %d from "
+			 "extra_users_file, %.3f s)", cfg->auth_file, users, l.name, l.host, l.port,
+			 extra.count,
 			 (double) (now_usec() - t0) / 1e6);
 	} else {
 		if (!write_atomic(cfg->auth_file, buf.data, buf.len, err, errlen))
 			goto done;
-		log_info("wrote auth_file %s: %d users from leader %s at %s:%d (%.3f s)",
-			 cfg->auth_file, users, l.name, l.host, l.port,
+		log_info("wrote auth_file %s: %d users from leader %s at %s:%d, %d from "
+			 "extra_users_file (%.3f s)", cfg->auth_file, users, l.name, l.host, l.port,
+			 extra.count,
 			 (double) (now_usec() - t0) / 1e6);
 		*reload_pending = true;
 	}
@@ -448,6 +546,7 @@ sync_once(const struct helper_config *cfg, bool *reload_pending, char *err, size
 	}
 	ok = true;
 done:
+	free(extra.names);
 	free(buf.data);
 	return ok;
 }

@@ -66,7 +66,10 @@ set_consul_url(struct helper_config *cfg, const char *value, char *err, size_t e
 {
 	if (!consul_url_check(value, err, errlen))
 		return false;
-	return copy_value(cfg->consul.url, sizeof(cfg->consul.url), value, err, errlen);
+	if (!copy_value(cfg->consul.url, sizeof(cfg->consul.url), value, err, errlen))
+		return false;
+	cfg->url_set = true;
+	return true;
 }
 
 static bool
@@ -163,6 +166,17 @@ set_auth_file(struct helper_config *cfg, const char *value, char *err, size_t er
 		return false;
 	}
 	return copy_value(cfg->auth_file, sizeof(cfg->auth_file), value, err, errlen);
+}
+
+static bool
+set_extra_users_file(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	if (value[0] != '\0' && value[0] != '/') {
+		errbuf_set(err, errlen, "must be an absolute path");
+		return false;
+	}
+	return copy_value(cfg->extra_users_file, sizeof(cfg->extra_users_file), value,
+			  err, errlen);
 }
 
 static bool
@@ -419,6 +433,7 @@ static const struct config_key config_keys[] = {
 	{"helper", "datacenters", set_datacenters},
 	{"helper", "dns_ttl", set_dns_ttl},
 	{"helper", "exclude_users", set_exclude_users},
+	{"helper", "extra_users_file", set_extra_users_file},
 	{"helper", "patroni_url", set_patroni_url},
 	{"helper", "pgbackrest_stanza", set_stanza},
 	{"helper", "pgbouncer_admin", set_pgbouncer_admin},
@@ -646,12 +661,73 @@ done:
 	return ok;
 }
 
+static bool
+env_true(const char *v)
+{
+	/* what Go's strconv.ParseBool takes as true (consul reads CONSUL_HTTP_SSL so) */
+	return v != NULL && (strcmp(v, "1") == 0 || strcmp(v, "t") == 0 || strcmp(v, "T") == 0 ||
+			     strcmp(v, "true") == 0 || strcmp(v, "TRUE") == 0 ||
+			     strcmp(v, "True") == 0);
+}
+
+bool
+helper_config_consul_env(struct helper_config *cfg, const char *addr, const char *ssl,
+			 const char *token, const char *token_file, char *err, size_t errlen)
+{
+	char url[CONSUL_URL_MAX];
+	char msg[512];
+	const char *p;
+
+	if (!cfg->url_set && addr != NULL && addr[0] != '\0') {
+		if (strstr(addr, "://") != NULL)
+			snprintf(url, sizeof(url), "%s", addr);
+		else if (snprintf(url, sizeof(url), "%s://%s", env_true(ssl) ? "https" : "http",
+				  addr) >= (int) sizeof(url))
+			url[0] = '\0';
+		if (!consul_url_check(url, msg, sizeof(msg)) ||
+		    !copy_value(cfg->consul.url, sizeof(cfg->consul.url), url, msg, sizeof(msg))) {
+			errbuf_set(err, errlen, "CONSUL_HTTP_ADDR: %s", msg);
+			return false;
+		}
+	}
+	if (cfg->token_file[0] != '\0')
+		return true;
+	if (token_file != NULL && token_file[0] != '\0') {
+		if (!copy_value(cfg->token_file, sizeof(cfg->token_file), token_file, msg,
+				sizeof(msg))) {
+			errbuf_set(err, errlen, "CONSUL_HTTP_TOKEN_FILE: %s", msg);
+			return false;
+		}
+		return true;
+	}
+	if (token == NULL || token[0] == '\0')
+		return true;
+	/* a header value: printable, no blanks; never shown */
+	for (p = token; *p; p++) {
+		if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f) {
+			errbuf_set(err, errlen, "CONSUL_HTTP_TOKEN: not a token (blank, control "
+				   "or non-ASCII character)");
+			return false;
+		}
+	}
+	if (strlen(token) >= sizeof(cfg->consul.token)) {
+		errbuf_set(err, errlen, "CONSUL_HTTP_TOKEN: too long");
+		return false;
+	}
+	strcpy(cfg->consul.token, token);
+	return true;
+}
+
 bool
 helper_config_finish(struct helper_config *cfg, char *err, size_t errlen)
 {
 	char msg[512];
 
 	cfg->consul.token[0] = '\0';
+	if (!helper_config_consul_env(cfg, getenv("CONSUL_HTTP_ADDR"), getenv("CONSUL_HTTP_SSL"),
+				      getenv("CONSUL_HTTP_TOKEN"),
+				      getenv("CONSUL_HTTP_TOKEN_FILE"), err, errlen))
+		return false;
 	if (cfg->token_file[0] != '\0' &&
 	    !consul_token_read(cfg->token_file, cfg->consul.token, sizeof(cfg->consul.token),
 			       msg, sizeof(msg))) {
@@ -695,5 +771,66 @@ helper_config_excluded(const struct helper_config *cfg, const char *user)
 		if (strcmp(cfg->exclude_users[i], user) == 0)
 			return true;
 	}
+	return false;
+}
+
+/* a "quoted" field with '"' doubled; *p moves past it; out gets the text */
+static bool
+quoted_field(const char **p, char *out, size_t outlen)
+{
+	const char *s = *p;
+	size_t n = 0;
+
+	if (*s++ != '"')
+		return false;
+	for (;;) {
+		if (*s == '\0')
+			return false;
+		if (*s == '"') {
+			if (s[1] != '"')
+				break;
+			s++;
+		}
+		if ((unsigned char) *s < 0x20 || *s == 0x7f || n + 1 >= outlen)
+			return false;
+		out[n++] = *s++;
+	}
+	out[n] = '\0';
+	*p = s + 1;
+	return true;
+}
+
+bool
+helper_userlist_line(const char *line, char *user, size_t userlen, bool *skip,
+		     char *err, size_t errlen)
+{
+	char secret[4096];
+	const char *p = line;
+
+	*skip = false;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0' || *p == ';' || *p == '#') {
+		*skip = true;
+		return false;
+	}
+	if (!quoted_field(&p, user, userlen) || (*p != ' ' && *p != '\t'))
+		goto bad;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (!quoted_field(&p, secret, sizeof(secret)))
+		goto bad;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '\0')
+		goto bad;
+	if (user[0] == '\0') {
+		errbuf_set(err, errlen, "empty user name");
+		return false;
+	}
+	return true;
+bad:
+	errbuf_set(err, errlen, "expected \"user\" \"secret\" (PgBouncer auth_file format, "
+		   "'\"' doubled inside, no control characters)");
 	return false;
 }

@@ -20,6 +20,7 @@ struct helper_config {
 	/* [consul] */
 	struct consul_settings consul;	/* url, namespace, wait, consistency, ca_file, proxy; token read from token_file */
 	char token_file[HELPER_VALUE_MAX];
+	bool url_set;			/* url given in the file or on the command line */
 	uint64_t no_leader_timeout_usec;	/* read for symmetry with pgbouncer.ini, unused */
 
 	/* [helper] */
@@ -27,6 +28,7 @@ struct helper_config {
 	char patroni_url[CONSUL_URL_MAX];
 	char pgbouncer_admin[HELPER_VALUE_MAX];
 	char auth_file[HELPER_VALUE_MAX];
+	char extra_users_file[HELPER_VALUE_MAX];	/* auth_file lines kept verbatim; "" = none */
 	char source[HELPER_VALUE_MAX];
 	char exclude_users[HELPER_LIST_MAX][256];
 	int exclude_count;
@@ -81,7 +83,20 @@ bool helper_config_set(struct helper_config *cfg, const char *section, const cha
  */
 bool helper_config_option(const char *option, const char **section, char *key, size_t keylen);
 
-/* after file and overrides: read token_file */
+/*
+ * consul's own CLI environment, below what the file and the command line
+ * set (as consul's flags win over it): CONSUL_HTTP_ADDR when [consul] url
+ * was not set (host:port means http://, https:// with CONSUL_HTTP_SSL
+ * true, or a full http(s) URL); CONSUL_HTTP_TOKEN_FILE, else
+ * CONSUL_HTTP_TOKEN, when token_file was not set (the file wins over the
+ * token, as in consul's api).  NULL or "" = unset.  The token goes to
+ * cfg->consul.token, the token file to cfg->token_file (read by finish).
+ */
+bool helper_config_consul_env(struct helper_config *cfg, const char *addr, const char *ssl,
+			      const char *token, const char *token_file, char *err,
+			      size_t errlen);
+
+/* after file and overrides: the environment above (getenv), then read token_file */
 bool helper_config_finish(struct helper_config *cfg, char *err, size_t errlen);
 
 /*
@@ -96,6 +111,15 @@ uint64_t helper_config_pq_ttl(const struct helper_config *cfg, int kind);
 
 /* NearestN as helper.ini and --nearest-n take it: 0..100 */
 bool helper_config_nearest_n(const char *value, int *out, char *err, size_t errlen);
+
+/*
+ * One line of extra_users_file in PgBouncer's auth_file format:
+ * "user" "secret" ('"' doubled inside), blanks between, trailing blanks
+ * allowed.  *user gets the unquoted name.  Blank lines and lines starting
+ * with ';' or '#' are not entries: false with *skip set.
+ */
+bool helper_userlist_line(const char *line, char *user, size_t userlen, bool *skip,
+			  char *err, size_t errlen);
 
 /* true if user is listed in exclude_users */
 bool helper_config_excluded(const struct helper_config *cfg, const char *user);

@@ -104,11 +104,12 @@ usage(FILE *out)
 {
 	const struct command *c;
 
-	fprintf(out, "usage: pgbouncer-helper [-c FILE] SUBCOMMAND [options]\n\n"
+	fprintf(out, "usage: pgbouncer-helper [-c FILE] SUBCOMMAND [options]\n"
+		"       pgbouncer-helper --version\n\n"
 		"  -c FILE   helper.ini (default %s)\n"
 		"  options naming a helper.ini key override the file:\n"
-		"  --scope, --patroni-url, --pgbouncer-admin, --auth-file, --source,\n"
-		"  --exclude-users, --sync-interval, --pgbackrest-stanza, --datacenters,\n"
+		"  --scope, --patroni-url, --pgbouncer-admin, --auth-file, --extra-users-file,\n"
+		"  --source, --exclude-users, --sync-interval, --pgbackrest-stanza, --datacenters,\n"
 		"  --dns-ttl, --consul-url, --consul-token-file, --consul-ca-file,\n"
 		"  --consul-namespace, --consul-wait, --consul-consistency, --consul-proxy\n\n"
 		"subcommands:\n", HELPER_CONFIG_DEFAULT_FILE);
@@ -280,6 +281,11 @@ main(int argc, char **argv)
 
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		usage(stdout);
+		return HELPER_EXIT_OK;
+	}
+	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+		/* PACKAGE_VERSION: configure's AC_INIT, on the compiler's command line */
+		printf("pgbouncer-helper %s\n", PACKAGE_VERSION);
 		return HELPER_EXIT_OK;
 	}
 	if (argc >= 3 && strcmp(argv[1], "-c") == 0) {

@@ -165,7 +165,9 @@ class Daemon:
 class Bouncer:
     """The PgBouncer fork as postgres, auth_type md5, admin console for RELOAD."""
 
-    def __init__(self, workdir: Path, backend_port: int, auth_file: Path):
+    def __init__(self, workdir: Path, backend_port: int, auth_file: Path,
+                 admin_user: str = ADMIN_USER, admin_password: str = ADMIN_PASSWORD):
+        self.admin_user, self.admin_password = admin_user, admin_password
         self.dir = workdir
         self.port = lab.free_port()
         self.auth_file = auth_file
@@ -176,7 +178,7 @@ class Bouncer:
             f"raddb = host=127.0.0.1 port={backend_port} dbname=postgres\n\n"
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
-            f"auth_type = md5\nauth_file = {auth_file}\nadmin_users = {ADMIN_USER}\n"
+            f"auth_type = md5\nauth_file = {auth_file}\nadmin_users = {admin_user}\n"
             f"logfile = {self.logfile}\npool_mode = session\n")
         lab.chown_tree(workdir)
         uid, gid = pg_ids()
@@ -196,8 +198,8 @@ class Bouncer:
 
     @property
     def admin_conninfo(self) -> str:
-        return (f"host=127.0.0.1 port={self.port} dbname=pgbouncer user={ADMIN_USER} "
-                f"password={ADMIN_PASSWORD} connect_timeout=5")
+        return (f"host=127.0.0.1 port={self.port} dbname=pgbouncer user={self.admin_user} "
+                f"password={self.admin_password} connect_timeout=5")
 
     def reloads(self) -> int:
         return self.logfile.read_text(errors="replace").count("RELOAD command issued")
@@ -307,6 +309,14 @@ def test_help_for_every_subcommand(tmp_path):
         r = run_helper(sub, "--help", ini=tmp_path / "absent.ini")
         assert r.returncode == 0 and f"pgbouncer-helper [-c FILE] {sub}" in r.stdout
     assert run_helper("--help").returncode == 0
+
+
+def test_version_prints_configure_version():
+    m = re.search(r"AC_INIT\(\[pgbouncer-consul\], \[([^]]+)\]",
+                  (fork.ROOT / "configure.ac").read_text())
+    r = run_helper("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"pgbouncer-helper {m.group(1)}\n"
 
 
 def test_missing_ini_is_refused(tmp_path):
@@ -432,6 +442,69 @@ def test_userlist_sync_failures_leave_file_intact(tmp_path, consul, cluster, bou
         assert bouncer.auth_file.read_bytes() == before, what
         assert bouncer.auth_file.stat().st_ino == before_stat.st_ino, what
     assert not list(bouncer.auth_file.parent.glob("userlist.txt.tmp.*"))
+
+
+def drop_role(cluster: lab.PatroniCluster, name: str) -> None:
+    with leader_conn(cluster) as c:
+        c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_userlist_sync_keeps_extra_users_and_reload_logs_in_as_one(consul, cluster,
+                                                                    request):
+    """The pooler's admin user is no PostgreSQL role: kept from extra_users_file, it
+    survives every sync, so the next RELOAD (logging in as it) still works."""
+    wd = lab.make_workdir("pgbc-helper-extra-")
+    request.addfinalizer(lambda: cleanup(wd, request))
+    admin, admin_pw = "pgbouncer_admin", "pooler-only-pass"
+    line = f'"{admin}" "{md5_secret(admin, admin_pw)}"'
+    extra = wd / "extra_users.txt"
+    extra.write_text(f"; the pooler's own users\n{line}\n\n"
+                     f'"plain_md5" "{md5_secret("plain_md5", "override-pass")}"\n')
+    auth = wd / "userlist.txt"
+    auth.write_text(line + "\n")
+    auth.chmod(0o600)
+    b = Bouncer(wd, cluster.member(cluster.names[0]).port, auth, admin_user=admin,
+                admin_password=admin_pw)
+    request.addfinalizer(b.stop)
+    ini = write_ini(wd / "h.ini", consul, auth_file=str(auth), extra_users_file=str(extra),
+                    pgbouncer_admin=b.admin_conninfo,
+                    source=f"user={lab.PG_USER} password={lab.PG_PASSWORD} dbname=postgres")
+    for round_ in range(2):
+        before = b.reloads()
+        if round_:
+            with leader_conn(cluster) as c:
+                create_role(c, "extra_round", "x-pass", "md5")
+            request.addfinalizer(lambda: drop_role(cluster, "extra_round"))
+        r = run_helper("userlist-sync", "--once", ini=ini)
+        assert r.returncode == 0, r.stderr
+        text = auth.read_text()
+        assert text.splitlines()[0] == line  # verbatim, before the pg_shadow users
+        users = parse_userlist(text)
+        assert "plain_md5" in users and "pgbadmin" in users
+        # the extra file wins over pg_shadow for a user in both
+        assert users["plain_md5"] == md5_secret("plain_md5", "override-pass")
+        assert list(users).count("plain_md5") == 1
+        assert "2 from extra_users_file" in r.stderr
+        lab.wait_until(lambda: b.reloads() == before + 1, 5, 0.1, "RELOAD as the extra user")
+    with psycopg.connect(b.admin_conninfo, autocommit=True) as c:
+        c.execute("RELOAD")
+
+
+def test_userlist_sync_bad_extra_users_file_leaves_file_intact(tmp_path, consul, cluster,
+                                                                bouncer, sync_ini):
+    assert run_helper("userlist-sync", "--once", ini=sync_ini).returncode == 0
+    before = bouncer.auth_file.read_bytes()
+    bad = tmp_path / "extra.txt"
+    bad.write_text('"ok" "md5x"\npgbouncer md5abc\n')
+    cases = {
+        "missing": (str(tmp_path / "nosuch.txt"), "cannot open"),
+        "malformed": (str(bad), f'{bad}:2: expected "user" "secret"'),
+    }
+    for what, (path, msg) in cases.items():
+        r = run_helper("userlist-sync", "--once", "--extra-users-file", path, ini=sync_ini)
+        assert r.returncode == 1, what
+        assert msg in r.stderr, (what, r.stderr)
+        assert bouncer.auth_file.read_bytes() == before, what
 
 
 def test_userlist_sync_pgbouncer_unreachable_fails(tmp_path, consul, cluster, bouncer):

@@ -396,6 +396,131 @@ test_secret_conninfo_has_password(void **state)
 	assert_false(secret_conninfo_has_password("postgresql://u@h:5432/db"));
 }
 
+static void
+userlist_ok(const char *line, const char *want_user)
+{
+	char user[256], err[256] = "";
+	bool skip;
+
+	if (!helper_userlist_line(line, user, sizeof(user), &skip, err, sizeof(err)))
+		fail_msg("refused %s: %s", line, err);
+	assert_string_equal(user, want_user);
+}
+
+static void
+userlist_refused(const char *line)
+{
+	char user[256], err[256] = "";
+	bool skip;
+
+	if (helper_userlist_line(line, user, sizeof(user), &skip, err, sizeof(err)))
+		fail_msg("accepted: %s", line);
+	assert_false(skip);
+	assert_true(strstr(err, "expected \"user\" \"secret\"") != NULL ||
+		    strstr(err, "empty user name") != NULL);
+}
+
+static void
+test_helper_extra_users_file(void **state)
+{
+	struct helper_config cfg;
+	char user[256], err[256];
+	bool skip;
+
+	load_ok(&cfg, "[helper]\nextra_users_file = /etc/pgbouncer/extra.txt\n");
+	assert_string_equal(cfg.extra_users_file, "/etc/pgbouncer/extra.txt");
+	load_refused("[helper]\nextra_users_file = extra.txt\n",
+		     "2: extra_users_file: must be an absolute path");
+
+	userlist_ok("\"pgbouncer\" \"md5abc\"", "pgbouncer");
+	userlist_ok("\"we\"\"ird\"\t \"SCRAM-SHA-256$4096:x\"  ", "we\"ird");
+	userlist_ok("\"nopw\" \"\"", "nopw");
+	userlist_refused("pgbouncer md5abc");
+	userlist_refused("\"pgbouncer\" md5abc");
+	userlist_refused("\"pgbouncer\"\"md5abc\"");
+	userlist_refused("\"pgbouncer\" \"md5abc\" extra");
+	userlist_refused("\"pgbouncer\" \"md5abc");
+	userlist_refused("\"\" \"md5abc\"");
+	userlist_refused("\"pgbouncer\" \"md5\rabc\"");
+	assert_false(helper_userlist_line("", user, sizeof(user), &skip, err, sizeof(err)));
+	assert_true(skip);
+	assert_false(helper_userlist_line("  ; comment", user, sizeof(user), &skip, err,
+					  sizeof(err)));
+	assert_true(skip);
+	assert_false(helper_userlist_line("# comment", user, sizeof(user), &skip, err,
+					  sizeof(err)));
+	assert_true(skip);
+}
+
+static void
+test_helper_config_consul_env(void **state)
+{
+	struct helper_config cfg;
+	char err[512] = "";
+
+	/* nothing set anywhere: the defaults */
+	helper_config_init(&cfg);
+	assert_true(helper_config_consul_env(&cfg, NULL, NULL, NULL, NULL, err, sizeof(err)));
+	assert_string_equal(cfg.consul.url, "http://127.0.0.1:8500");
+	assert_string_equal(cfg.consul.token, "");
+	assert_string_equal(cfg.token_file, "");
+
+	/* host:port means http://, CONSUL_HTTP_SSL=true https://, a URL is kept */
+	helper_config_init(&cfg);
+	assert_true(helper_config_consul_env(&cfg, "10.0.0.5:8501", NULL, NULL, NULL, err,
+					     sizeof(err)));
+	assert_string_equal(cfg.consul.url, "http://10.0.0.5:8501");
+	helper_config_init(&cfg);
+	assert_true(helper_config_consul_env(&cfg, "10.0.0.5:8501", "true", NULL, NULL, err,
+					     sizeof(err)));
+	assert_string_equal(cfg.consul.url, "https://10.0.0.5:8501");
+	helper_config_init(&cfg);
+	assert_true(helper_config_consul_env(&cfg, "https://consul.example:8501", "false", NULL,
+					     NULL, err, sizeof(err)));
+	assert_string_equal(cfg.consul.url, "https://consul.example:8501");
+	helper_config_init(&cfg);
+	assert_false(helper_config_consul_env(&cfg, "unix:///run/consul.sock", NULL, NULL, NULL,
+					      err, sizeof(err)));
+	assert_non_null(strstr(err, "CONSUL_HTTP_ADDR: "));
+
+	/* an explicit url (file or command line) wins over CONSUL_HTTP_ADDR */
+	load_ok(&cfg, "[consul]\nurl = http://127.0.0.1:9500\n");
+	assert_true(helper_config_consul_env(&cfg, "10.0.0.5:8501", NULL, NULL, NULL, err,
+					     sizeof(err)));
+	assert_string_equal(cfg.consul.url, "http://127.0.0.1:9500");
+
+	/* CONSUL_HTTP_TOKEN alone; CONSUL_HTTP_TOKEN_FILE wins over it */
+	helper_config_init(&cfg);
+	assert_true(helper_config_consul_env(&cfg, NULL, NULL, "env-token", NULL, err,
+					     sizeof(err)));
+	assert_string_equal(cfg.consul.token, "env-token");
+	helper_config_init(&cfg);
+	assert_true(helper_config_consul_env(&cfg, NULL, NULL, "env-token", "/run/env.token",
+					     err, sizeof(err)));
+	assert_string_equal(cfg.token_file, "/run/env.token");
+	assert_string_equal(cfg.consul.token, "");
+
+	/* an explicit token_file wins over both */
+	load_ok(&cfg, "[consul]\ntoken_file = /etc/ini.token\n");
+	assert_true(helper_config_consul_env(&cfg, NULL, NULL, "env-token", "/run/env.token",
+					     err, sizeof(err)));
+	assert_string_equal(cfg.token_file, "/etc/ini.token");
+	assert_string_equal(cfg.consul.token, "");
+	helper_config_init(&cfg);
+	assert_true(helper_config_set(&cfg, "consul", "token_file", "/etc/cli.token", err,
+				      sizeof(err)));
+	assert_true(helper_config_consul_env(&cfg, NULL, NULL, "env-token", NULL, err,
+					     sizeof(err)));
+	assert_string_equal(cfg.consul.token, "");
+
+	/* a token that cannot be a header value is refused, not shown */
+	helper_config_init(&cfg);
+	assert_false(helper_config_consul_env(&cfg, NULL, NULL, "sec ret\r\nX: y", NULL, err,
+					      sizeof(err)));
+	assert_null(strstr(err, "sec"));
+	assert_non_null(strstr(err, "CONSUL_HTTP_TOKEN: "));
+}
+
 int
 main(void)
 {
@@ -418,6 +543,8 @@ main(void)
 		cmocka_unit_test(test_pg_next_major),
 		cmocka_unit_test(test_secret_mask),
 		cmocka_unit_test(test_secret_conninfo_has_password),
+		cmocka_unit_test(test_helper_extra_users_file),
+		cmocka_unit_test(test_helper_config_consul_env),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
