@@ -591,6 +591,52 @@ op_note(struct op *op, const char *fmt, ...)
 		log_info("%s", msg);
 }
 
+/* a command that could not run, or was killed at step_timeout (op->timed_out) */
+static void
+exec_failed(const struct op *op, int m, const char *what, const char *err)
+{
+	const char *on = m >= 0 ? op->members[m].name : "local";
+
+	if (op->timed_out)
+		log_error("%s on %s: %s: killed at step_timeout ([upgrade] step_timeout in "
+			  "helper.ini or --upgrade-step-timeout; 0 = no limit)", what, on, err);
+	else
+		log_error("%s on %s: %s", what, on, err);
+}
+
+bool
+op_capture(struct op *op, int m, const char *cmd, const char *what, char *out, size_t len)
+{
+	static char full[OP_CMD_MAX * 2];
+	char *argv[4];
+	char err[1024];
+	int status = 0;
+
+	if (!full_command(op, m, cmd, full, sizeof(full))) {
+		log_error("%s: command too long for member %s", what,
+			  m >= 0 ? op->members[m].name : "-");
+		return false;
+	}
+	log_info("%s on %s: $ %s", what, m >= 0 ? op->members[m].name : "local", full);
+	argv[0] = (char *) "/bin/sh";
+	argv[1] = (char *) "-c";
+	argv[2] = full;
+	argv[3] = NULL;
+	op->timed_out = false;
+	if (!run_capture(argv, op->cfg->step_timeout_usec, &status, out, len, err,
+			 sizeof(err))) {
+		op->timed_out = status == -1;
+		exec_failed(op, m, what, err);
+		return false;
+	}
+	if (status != 0) {
+		log_error("%s on %s failed (exit code %d): %s", what,
+			  m >= 0 ? op->members[m].name : "local", status, full);
+		return false;
+	}
+	return true;
+}
+
 bool
 op_exec(struct op *op, int m, const char *cmd, const char *what)
 {
@@ -615,8 +661,11 @@ op_exec(struct op *op, int m, const char *cmd, const char *what)
 	argv[1] = (char *) "-c";
 	argv[2] = full;
 	argv[3] = NULL;
+	status = 0;
+	op->timed_out = false;
 	if (!run_command(argv, op->cfg->step_timeout_usec, &status, err, sizeof(err))) {
-		log_error("%s on %s: %s", what, m >= 0 ? op->members[m].name : "local", err);
+		op->timed_out = status == -1;
+		exec_failed(op, m, what, err);
 		return false;
 	}
 	if (status != 0) {

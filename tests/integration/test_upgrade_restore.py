@@ -435,6 +435,9 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     assert r.returncode == 1
     assert re.search(r"step 11/\d+ \(pgbackrest stanza-upgrade and check \(leader\)\) failed",
                      r.stderr), r.stderr
+    # a copying pg_upgrade (no --link): the free space was checked first
+    assert re.search(r"free space for the copy: \S+/pg13 holds \d+ MB, \S+ has \d+ MB free",
+                     r.stderr), r.stderr
     # the Patroni callback on the upgraded primary: check exits 28, the repository's
     # database is the old PostgreSQL 13 system (pg_upgrade gave 15 a new system-id), so
     # this is the major upgrade backup-hook may do stanza-upgrade for
@@ -645,3 +648,30 @@ def test_from_step_refuses_state_members_the_live_cluster_lacks(lab13, tmp_path)
     ok, why = cluster.health()
     assert ok, why
 
+
+def test_step_killed_at_step_timeout_says_so(lab13, tmp_path):
+    """A step still running at step_timeout is killed and the error names the setting;
+    the resumed step 11 (pgBackRest) is made slow with a sleeping pgbackrest template."""
+    cluster = lab13["cluster"]
+    cluster.wait_healthy(90)
+    ini = ini_with_state_dir(lab13, tmp_path)
+    lines, leader, _ = live_state_lines(cluster)
+    state = tmp_path / f"upgrade-{SCOPE}.state"
+    state.write_text(f"kind=upgrade\nscope={SCOPE}\nstatus=failed\nnext_step=11\n"
+                     f"leader={leader}\nserver_version=150000\n" + "\n".join(lines) +
+                     "\nvar.old_version=13\nvar.new_version=15\n")
+    t0 = time.monotonic()
+    r = run_helper(ini, "upgrade", "run", "--to-version", "15", "--from-step", "11",
+                   "--upgrade-step-timeout", "2s", "--upgrade-pgbackrest", "sleep 20; true",
+                   timeout=120)
+    assert time.monotonic() - t0 < 15, "not killed at the 2 s step_timeout"
+    assert r.returncode == 1, r.stderr
+    assert re.search(r"pgbackrest stanza-upgrade on \S+: .* did not finish within 2 s: "
+                     r"stopped: killed at step_timeout \(\[upgrade\] step_timeout in "
+                     r"helper\.ini or --upgrade-step-timeout; 0 = no limit\)", r.stderr), \
+        r.stderr
+    assert re.search(r"step 11/\d+ \(pgbackrest stanza-upgrade and check \(leader\)\) "
+                     r"failed", r.stderr)
+    assert "status=failed" in state.read_text()
+    ok, why = cluster.health()
+    assert ok, why
