@@ -16,6 +16,7 @@
 #include "errbuf.h"
 #include "log.h"
 #include "op.h"
+#include "upgrade_guard.h"
 
 #define PATH_LEN HELPER_VALUE_MAX
 #define CMD_LEN OP_CMD_MAX
@@ -105,11 +106,62 @@ step_initdb(struct op *op)
 }
 
 /* ---- step 5 */
+
+/* a copying pg_upgrade needs the old data directory's size free next to the new one */
+static bool
+check_free_space(struct op *op, const char *olddata, const char *parent)
+{
+	char cmd[CMD_LEN], out[256], err[1024];
+	unsigned long long need, avail;
+
+	snprintf(cmd, sizeof(cmd), "du -sk %s | cut -f1; df -Pk %s | awk 'NR == 2 "
+		 "{ print $4 }'", olddata, parent);
+	if (op->dry_run) {
+		printf("    check: %s's size (du -sk) fits in the free space of %s (df -Pk)\n",
+		       olddata, parent);
+		return true;
+	}
+	if (!op_capture(op, op->leader, cmd, "measure the old data directory and the free "
+			"space", out, sizeof(out)))
+		return false;
+	if (sscanf(out, "%llu %llu", &need, &avail) != 2) {
+		log_error("cannot read du/df output \"%.64s\" for %s and %s", out, olddata,
+			  parent);
+		return false;
+	}
+	if (!upgrade_guard_space(need, avail, olddata, parent, err, sizeof(err))) {
+		log_error("%s", err);
+		return false;
+	}
+	log_info("free space for the copy: %s holds %llu MB, %s has %llu MB free", olddata,
+		 need / 1024, parent, avail / 1024);
+	return true;
+}
+
+/* pg_upgrade killed at step_timeout: say what it left and what to do */
+static void
+explain_killed(struct op *op, enum upgrade_guard_mode mode, const char *olddata,
+	       const char *newdata)
+{
+	char cmd[CMD_LEN], msg[2048];
+	bool disabled = false;
+
+	if (mode == UPGRADE_GUARD_LINK) {
+		snprintf(cmd, sizeof(cmd), "test -e %s/global/pg_control.old", olddata);
+		disabled = op_exec(op, op->leader, cmd, "look for the link phase's "
+				   "pg_control.old");
+	}
+	upgrade_guard_killed(mode, disabled, olddata, newdata, msg, sizeof(msg));
+	log_error("%s", msg);
+}
+
 static bool
 step_pg_upgrade(struct op *op)
 {
 	char oldbin[PATH_LEN], newbin[PATH_LEN], olddata[PATH_LEN], newdata[PATH_LEN];
 	char parent[PATH_LEN], opts[CMD_LEN / 2], cmd[CMD_LEN];
+	enum upgrade_guard_mode mode;
+	const char *dir;
 	int L = op->leader;
 
 	if (!op_path(op, op->cfg->bin_dir, L, old_version(op), oldbin, sizeof(oldbin)) ||
@@ -123,18 +175,25 @@ step_pg_upgrade(struct op *op)
 		return false;
 	}
 	strcpy(parent, newdata);
+	dir = dirname(parent);
 	/* pg_upgrade writes its sockets and logs in the working directory */
 	if (snprintf(cmd, sizeof(cmd), "cd %s && %s/pg_upgrade -b %s -B %s -d %s -D %s%s%s "
-		     "--check", dirname(parent), newbin, oldbin, newbin, olddata, newdata,
+		     "--check", dir, newbin, oldbin, newbin, olddata, newdata,
 		     opts[0] ? " " : "", opts) >= (int) sizeof(cmd)) {
 		log_error("pg_upgrade command too long");
 		return false;
 	}
 	if (!op_exec(op, L, cmd, "pg_upgrade --check"))
 		return false;
-	cmd[strlen(cmd) - strlen(" --check")] = '\0';
-	if (!op_exec(op, L, cmd, "pg_upgrade"))
+	mode = upgrade_guard_mode(opts);
+	if (mode == UPGRADE_GUARD_COPY && !check_free_space(op, olddata, dir))
 		return false;
+	cmd[strlen(cmd) - strlen(" --check")] = '\0';
+	if (!op_exec(op, L, cmd, "pg_upgrade")) {
+		if (op->timed_out)
+			explain_killed(op, mode, olddata, newdata);
+		return false;
+	}
 	snprintf(cmd, sizeof(cmd), "LC_ALL=C %s/pg_controldata -D %s | "
 		 "grep -q '^Database cluster state: *shut down$'", newbin, newdata);
 	return op_exec(op, L, cmd, "check the upgraded cluster was shut down cleanly");

@@ -400,7 +400,8 @@ set_pgbackrest(struct helper_config *cfg, const char *value, char *err, size_t e
 static bool
 set_step_timeout(struct helper_config *cfg, const char *value, char *err, size_t errlen)
 {
-	return set_duration(&cfg->step_timeout_usec, value, false, err, errlen);
+	/* 0: no limit, for a pg_upgrade that must never be killed half-way */
+	return set_duration(&cfg->step_timeout_usec, value, true, err, errlen);
 }
 
 static bool

@@ -81,7 +81,8 @@ static const struct command commands[] = {
 	 "  patroni_stop, patroni_start, connect_options, pgbackrest, pg_upgrade_options,\n"
 	 "  state_dir, step_timeout, max_lag; escapes %m member, %h host, %p port,\n"
 	 "  %v major version, %s scope, %d data_dir, %b bin_dir.  --wait bounds each\n"
-	 "  wait for patroni (default 5m).\n"},
+	 "  wait for patroni (default 5m); step_timeout (default 1h, 0 = no limit)\n"
+	 "  bounds each command.\n"},
 	{"restore", cmd_restore,
 	 "restore plan|run [--set LABEL] [--type default|immediate | --target-time T]\n"
 	 "           [--from-step K] [--wait DUR]\n"

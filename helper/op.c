@@ -4,6 +4,7 @@
  * member_command, Patroni up/down checks, DCS removal and the state file.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -590,6 +591,52 @@ op_note(struct op *op, const char *fmt, ...)
 		log_info("%s", msg);
 }
 
+/* a command that could not run, or was killed at step_timeout (op->timed_out) */
+static void
+exec_failed(const struct op *op, int m, const char *what, const char *err)
+{
+	const char *on = m >= 0 ? op->members[m].name : "local";
+
+	if (op->timed_out)
+		log_error("%s on %s: %s: killed at step_timeout ([upgrade] step_timeout in "
+			  "helper.ini or --upgrade-step-timeout; 0 = no limit)", what, on, err);
+	else
+		log_error("%s on %s: %s", what, on, err);
+}
+
+bool
+op_capture(struct op *op, int m, const char *cmd, const char *what, char *out, size_t len)
+{
+	static char full[OP_CMD_MAX * 2];
+	char *argv[4];
+	char err[1024];
+	int status = 0;
+
+	if (!full_command(op, m, cmd, full, sizeof(full))) {
+		log_error("%s: command too long for member %s", what,
+			  m >= 0 ? op->members[m].name : "-");
+		return false;
+	}
+	log_info("%s on %s: $ %s", what, m >= 0 ? op->members[m].name : "local", full);
+	argv[0] = (char *) "/bin/sh";
+	argv[1] = (char *) "-c";
+	argv[2] = full;
+	argv[3] = NULL;
+	op->timed_out = false;
+	if (!run_capture(argv, op->cfg->step_timeout_usec, &status, out, len, err,
+			 sizeof(err))) {
+		op->timed_out = status == -1;
+		exec_failed(op, m, what, err);
+		return false;
+	}
+	if (status != 0) {
+		log_error("%s on %s failed (exit code %d): %s", what,
+			  m >= 0 ? op->members[m].name : "local", status, full);
+		return false;
+	}
+	return true;
+}
+
 bool
 op_exec(struct op *op, int m, const char *cmd, const char *what)
 {
@@ -614,8 +661,11 @@ op_exec(struct op *op, int m, const char *cmd, const char *what)
 	argv[1] = (char *) "-c";
 	argv[2] = full;
 	argv[3] = NULL;
+	status = 0;
+	op->timed_out = false;
 	if (!run_command(argv, op->cfg->step_timeout_usec, &status, err, sizeof(err))) {
-		log_error("%s on %s: %s", what, m >= 0 ? op->members[m].name : "local", err);
+		op->timed_out = status == -1;
+		exec_failed(op, m, what, err);
 		return false;
 	}
 	if (status != 0) {
@@ -1081,6 +1131,158 @@ op_parse_action(int argc, char **argv, int optind_, const char *kind)
 }
 
 /*
+ * One run per scope and kind: a write lock (fcntl) on <state file>.lock,
+ * held until the process exits.  fcntl, not flock, so that F_GETLK can
+ * name the holder's PID in the refusal.
+ */
+static bool
+op_lock(struct op *op)
+{
+	struct flock fl;
+	char path[sizeof(op->state_path) + 8];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.lock", op->state_path);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_error("cannot open lock file %s: %s", path, strerror(errno));
+		return false;
+	}
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(fd, F_SETLK, &fl) == 0)
+		return true;	/* fd stays open: the lock lasts as long as the run */
+	if (errno != EACCES && errno != EAGAIN) {
+		log_error("cannot lock %s: %s", path, strerror(errno));
+	} else {
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+			log_error("another %s of scope %s is running: %s is locked by pid %ld: "
+				  "refusing", op->kind, op->cfg->scope, path, (long) fl.l_pid);
+		else
+			log_error("another %s of scope %s is running: %s is locked: refusing",
+				  op->kind, op->cfg->scope, path);
+	}
+	close(fd);
+	return false;
+}
+
+static int
+find_member(const struct op *op, const char *name)
+{
+	int i;
+
+	for (i = 0; i < op->member_count; i++) {
+		if (strcmp(op->members[i].name, name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * A state member the live /cluster does not list: fine when it is stopped
+ * (its REST API silent, as after the stop step), not when it answers
+ * under another name or scope.
+ */
+static bool
+absent_member_ok(const struct op *op, const struct op_member *sm, char *err, size_t errlen)
+{
+	struct json_object *p;
+	char ignored[256], shown[ERRBUF_VALUE_MAX];
+	const char *name, *scope;
+	bool ok;
+
+	p = rest_get(op, sm->api, "/patroni", ignored, sizeof(ignored));
+	if (p == NULL) {
+		log_info("state file member %s: patroni at %s does not answer (stopped)",
+			 sm->name, sm->api);
+		return true;
+	}
+	name = http_json_text(http_json_member(p, "patroni"), "name");
+	scope = http_json_text(http_json_member(p, "patroni"), "scope");
+	ok = strcmp(name, sm->name) == 0 && strcmp(scope, op->cfg->scope) == 0;
+	if (!ok) {
+		errbuf_printable(name[0] ? name : "(none)", shown, sizeof(shown));
+		errbuf_set(err, errlen, "state file member %s: patroni at %s answers as member "
+			   "%s of scope %s", sm->name, sm->api, shown,
+			   scope[0] ? scope : "(none)");
+	}
+	json_object_put(p);
+	return ok;
+}
+
+/*
+ * --from-step: the state file's members against the live cluster.  When
+ * patroni_url answers, its scope must be helper.ini's, every member it
+ * lists must be in the state file with the same host, port and API, and a
+ * state member it does not list must be stopped.  When it does not answer
+ * (the run stopped the cluster) there is nothing live to compare: say so.
+ */
+static bool
+check_live(struct op *op, char *err, size_t errlen)
+{
+	struct json_object *cluster, *patroni, *members, *m;
+	struct op_member *sm;
+	char why[512], api[512], shown[ERRBUF_VALUE_MAX];
+	bool seen[OP_MEMBERS_MAX] = {false};
+	bool ok = false;
+	const char *name;
+	size_t i, n;
+	int k;
+
+	cluster = rest_get(op, op->cfg->patroni_url, "/cluster", why, sizeof(why));
+	if (cluster == NULL) {
+		log_warning("cannot check the state file's members against the live cluster: "
+			    "%s (stopped by this run?)", why);
+		return true;
+	}
+	patroni = rest_get(op, op->cfg->patroni_url, "/patroni", err, errlen);
+	if (patroni == NULL || !scope_matches(op, patroni, err, errlen))
+		goto done;
+	members = http_json_member(cluster, "members");
+	n = members && json_object_is_type(members, json_type_array) ?
+		json_object_array_length(members) : 0;
+	for (i = 0; i < n; i++) {
+		m = json_object_array_get_idx(members, i);
+		name = http_json_text(m, "name");
+		k = find_member(op, name);
+		errbuf_printable(name, shown, sizeof(shown));
+		if (k < 0) {
+			errbuf_set(err, errlen, "live member %s (patroni %s/cluster) is not in "
+				   "the state file", shown, op->cfg->patroni_url);
+			goto done;
+		}
+		sm = &op->members[k];
+		if (!api_base(http_json_text(m, "api_url"), api, sizeof(api)) ||
+		    strcmp(api, sm->api) != 0 ||
+		    strcmp(http_json_text(m, "host"), sm->host) != 0 ||
+		    json_object_get_int(http_json_member(m, "port")) != sm->port) {
+			errbuf_set(err, errlen, "member %s: the live cluster has host %s port %d "
+				   "api %s, the state file %s port %d api %s", shown,
+				   http_json_text(m, "host"),
+				   json_object_get_int(http_json_member(m, "port")), api,
+				   sm->host, sm->port, sm->api);
+			goto done;
+		}
+		seen[k] = true;
+	}
+	for (k = 0; k < op->member_count; k++) {
+		if (!seen[k] && !absent_member_ok(op, &op->members[k], err, errlen))
+			goto done;
+	}
+	log_info("state file members match the live cluster (patroni %s/cluster)",
+		 op->cfg->patroni_url);
+	ok = true;
+done:
+	json_object_put(cluster);
+	json_object_put(patroni);
+	return ok;
+}
+
+/*
  * Start or resume a run.  With from > 1 the state file must exist and
  * have reached that step: op holds it (OP_BEGIN_RESUME).  Otherwise a run
  * that stopped refuses a fresh start unless this is a plan, and op is
@@ -1097,6 +1299,8 @@ op_begin(struct op *op, struct helper_config *cfg, const char *kind, bool dry_ru
 		return OP_BEGIN_USAGE;
 	op_init(op, cfg, kind);
 	op->dry_run = dry_run;
+	if (!dry_run && !op_lock(op))
+		return OP_BEGIN_FAIL;
 	if (!op_state_load(op, &exists, err, sizeof(err)) && exists) {
 		log_error("%s", err);
 		return OP_BEGIN_FAIL;
@@ -1111,6 +1315,12 @@ op_begin(struct op *op, struct helper_config *cfg, const char *kind, bool dry_ru
 			log_error("--from-step %d: steps before %d have not been done (state file %s)",
 				  from, op->next_step, op->state_path);
 			return OP_BEGIN_USAGE;
+		}
+		/* the state file is only a file: never stop members it merely names */
+		if (!check_live(op, err, sizeof(err))) {
+			log_error("%s: refusing to resume from the state file %s", err,
+				  op->state_path);
+			return OP_BEGIN_FAIL;
 		}
 		return OP_BEGIN_RESUME;
 	}

@@ -42,6 +42,7 @@ struct op {
 	int leader;				/* index into members */
 	int version;				/* %v when a template is expanded */
 	bool paused;
+	bool timed_out;				/* the last op_exec/op_capture hit step_timeout */
 	int server_version;			/* server_version_num of the leader */
 	int var_count;
 	struct op_var vars[OP_VARS_MAX];
@@ -95,8 +96,17 @@ bool op_shell_quote(const char *s, char *out, size_t len);
 /*
  * Run a shell command on member m (through member_command).  Plan: print
  * it.  Run: log it and require exit 0; what names the action in errors.
+ * A command still running at step_timeout (0 = no limit) is killed and
+ * op->timed_out set.
  */
 bool op_exec(struct op *op, int m, const char *cmd, const char *what);
+
+/*
+ * Run a shell command on member m (never in plan: the caller prints) and
+ * collect its stdout into out; exit 0 required, failures logged.
+ */
+bool op_capture(struct op *op, int m, const char *cmd, const char *what, char *out,
+		size_t len);
 
 /* a message in the plan, a log line in a run */
 void op_note(struct op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

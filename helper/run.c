@@ -85,7 +85,8 @@ run_to(char *const argv[], uint64_t timeout_usec, int out_fd, int *status, char 
 		_exit(127);
 	}
 	setpgid(pid, pid);
-	if (!run_wait(pid, run_now() + timeout_usec, &wstatus)) {
+	if (!run_wait(pid, timeout_usec == 0 ? UINT64_MAX : run_now() + timeout_usec,
+		      &wstatus)) {
 		kill(-pid, SIGTERM);
 		if (!run_wait(pid, run_now() + RUN_KILL_GRACE_USEC, &wstatus)) {
 			kill(-pid, SIGKILL);

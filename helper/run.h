@@ -11,9 +11,10 @@
 
 /*
  * Run argv (argv[0] looked up in PATH) with stdin from /dev/null and
- * stdout/stderr inherited.  After timeout_usec the child's process group
- * gets SIGTERM, 5 s later SIGKILL.  *status = exit code, 128 + signal
- * when killed.  False (err filled) when it could not start or timed out.
+ * stdout/stderr inherited.  After timeout_usec (0 = no limit) the child's
+ * process group gets SIGTERM, 5 s later SIGKILL.  *status = exit code,
+ * 128 + signal when killed, -1 when timed out.  False (err filled) when it
+ * could not start or timed out.
  */
 bool run_command(char *const argv[], uint64_t timeout_usec, int *status, char *err,
 		 size_t errlen);

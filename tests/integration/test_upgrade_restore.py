@@ -15,6 +15,7 @@ lab keeps stopping Patroni by PID.  Tests run in file order on one cluster.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pwd
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -433,6 +435,9 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     assert r.returncode == 1
     assert re.search(r"step 11/\d+ \(pgbackrest stanza-upgrade and check \(leader\)\) failed",
                      r.stderr), r.stderr
+    # a copying pg_upgrade (no --link): the free space was checked first
+    assert re.search(r"free space for the copy: \S+/pg13 holds \d+ MB, \S+ has \d+ MB free",
+                     r.stderr), r.stderr
     # the Patroni callback on the upgraded primary: check exits 28, the repository's
     # database is the old PostgreSQL 13 system (pg_upgrade gave 15 a new system-id), so
     # this is the major upgrade backup-hook may do stanza-upgrade for
@@ -573,3 +578,100 @@ def test_wrong_scope_refused_before_anything_stops(lab13, tmp_path):
         assert ok, why
     finally:
         cluster.consul.kv_delete("service/other/", recurse=True)
+
+
+# --------------------------------------------------------------------------- lock, resume
+
+def ini_with_state_dir(lab13, tmp_path: Path) -> Path:
+    """lab13's helper.ini with the state in tmp_path and a patroni_stop that stops
+    nothing (so a wrongly accepted run cannot take the lab cluster down)."""
+    text = lab13["ini"].read_text().replace(f"state_dir = {lab13['wd']}/state\n",
+                                            f"state_dir = {tmp_path}\n")
+    text = re.sub(r"^patroni_stop = .*$", "patroni_stop = false", text, flags=re.M)
+    ini = tmp_path / "helper.ini"
+    ini.write_text(text)
+    return ini
+
+
+def test_second_run_refused_while_another_holds_the_lock(lab13, tmp_path):
+    cluster = lab13["cluster"]
+    cluster.wait_healthy(90)
+    ini = ini_with_state_dir(lab13, tmp_path)
+    lock = tmp_path / f"upgrade-{SCOPE}.state.lock"
+    pids = {n: cluster.member(n).pid for n in cluster.names}
+    with open(lock, "w") as f:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)    # fcntl F_SETLK, as the helper
+        t0 = time.monotonic()
+        r = run_helper(ini, "upgrade", "run", "--to-version", "16", timeout=60)
+        assert time.monotonic() - t0 < 30                 # at once, not after a wait
+    assert r.returncode == 1, r.stderr
+    assert f"another upgrade of scope {SCOPE} is running: {lock} is locked by pid " \
+           f"{os.getpid()}: refusing" in r.stderr
+    assert "step 1/" not in r.stderr and "stop patroni" not in r.stderr
+    assert not (tmp_path / f"upgrade-{SCOPE}.state").exists()
+    assert {n: cluster.member(n).pid for n in cluster.names} == pids
+
+
+def live_state_lines(cluster: lab.PatroniCluster) -> tuple[list[str], int, list[dict]]:
+    """member= lines of a state file for the live cluster, the leader's index."""
+    first = cluster.member(cluster.names[0])
+    with urllib.request.urlopen(f"{first.api_url}/cluster", timeout=10) as resp:
+        live = json.load(resp)["members"]
+    lines = [f"member={m['name']} {m['host']} {m['port']} "
+             f"{m['api_url'].removesuffix('/patroni')}" for m in live]
+    leader = next(i for i, m in enumerate(live) if m["role"] == "leader")
+    return lines, leader, live
+
+
+def test_from_step_refuses_state_members_the_live_cluster_lacks(lab13, tmp_path):
+    cluster = lab13["cluster"]
+    cluster.wait_healthy(90)
+    ini = ini_with_state_dir(lab13, tmp_path)
+    first = cluster.member(cluster.names[0])
+    lines, leader, live = live_state_lines(cluster)
+    # one member renamed: the state file names a member the cluster does not have
+    ghost = 1 if leader == 0 else 0
+    real = live[ghost]["name"]
+    lines[ghost] = lines[ghost].replace(f"member={real} ", "member=ghost ", 1)
+    state = tmp_path / f"upgrade-{SCOPE}.state"
+    state.write_text(f"kind=upgrade\nscope={SCOPE}\nstatus=failed\nnext_step=2\n"
+                     f"leader={leader}\nserver_version=150000\n" + "\n".join(lines) +
+                     "\nvar.old_version=15\nvar.new_version=16\n")
+    pids = {n: cluster.member(n).pid for n in cluster.names}
+    r = run_helper(ini, "upgrade", "run", "--to-version", "16", "--from-step", "2",
+                   timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert f"live member {real} (patroni {first.api_url}/cluster) is not in the state " \
+           f"file: refusing to resume from the state file {state}" in r.stderr
+    assert "step 2/" not in r.stderr and "stop patroni" not in r.stderr
+    assert {n: cluster.member(n).pid for n in cluster.names} == pids
+    ok, why = cluster.health()
+    assert ok, why
+
+
+def test_step_killed_at_step_timeout_says_so(lab13, tmp_path):
+    """A step still running at step_timeout is killed and the error names the setting;
+    the resumed step 11 (pgBackRest) is made slow with a sleeping pgbackrest template."""
+    cluster = lab13["cluster"]
+    cluster.wait_healthy(90)
+    ini = ini_with_state_dir(lab13, tmp_path)
+    lines, leader, _ = live_state_lines(cluster)
+    state = tmp_path / f"upgrade-{SCOPE}.state"
+    state.write_text(f"kind=upgrade\nscope={SCOPE}\nstatus=failed\nnext_step=11\n"
+                     f"leader={leader}\nserver_version=150000\n" + "\n".join(lines) +
+                     "\nvar.old_version=13\nvar.new_version=15\n")
+    t0 = time.monotonic()
+    r = run_helper(ini, "upgrade", "run", "--to-version", "15", "--from-step", "11",
+                   "--upgrade-step-timeout", "2s", "--upgrade-pgbackrest", "sleep 20; true",
+                   timeout=120)
+    assert time.monotonic() - t0 < 15, "not killed at the 2 s step_timeout"
+    assert r.returncode == 1, r.stderr
+    assert re.search(r"pgbackrest stanza-upgrade on \S+: .* did not finish within 2 s: "
+                     r"stopped: killed at step_timeout \(\[upgrade\] step_timeout in "
+                     r"helper\.ini or --upgrade-step-timeout; 0 = no limit\)", r.stderr), \
+        r.stderr
+    assert re.search(r"step 11/\d+ \(pgbackrest stanza-upgrade and check \(leader\)\) "
+                     r"failed", r.stderr)
+    assert "status=failed" in state.read_text()
+    ok, why = cluster.health()
+    assert ok, why

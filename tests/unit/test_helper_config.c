@@ -231,6 +231,11 @@ test_helper_config_upgrade_section(void **state)
 	assert_string_equal(cfg.patroni_stop, "sudo systemctl stop patroni");
 	assert_int_equal(cfg.max_lag, 0);
 	assert_true(cfg.step_timeout_usec == UINT64_C(90000000));
+	/* the default is one hour; 0 lifts the limit (a pg_upgrade is never killed) */
+	helper_config_init(&cfg);
+	assert_true(cfg.step_timeout_usec == UINT64_C(3600000000));
+	load_ok(&cfg, "[upgrade]\nstep_timeout = 0\n");
+	assert_true(cfg.step_timeout_usec == 0);
 	load_refused("[upgrade]\ndata_dir = pg/%v\n", "2: data_dir: must be an absolute path");
 	load_refused("[upgrade]\nmax_lag = lots\n", "2: max_lag: must be a number of bytes >= 0");
 	load_refused("[upgrade]\nscope = x\n", "2: scope: unknown key in [upgrade]");
