@@ -131,8 +131,8 @@ stage "attacks: unpatched build vs the fork (tests/security)" pytest security "$
 stage "lab: real Consul 1.8.7 and Patroni $patroni3 cluster" pytest lab "$top/tests/integration/test_lab.py"
 # the helper's lab tests, like the plugin's below, once per Patroni (4.x
 # names the leader's role primary, adds /cluster fields, keeps the leader
-# key a loop longer on a switchover), one after the other: about 120 s
-# (helper) and 85 s (upgrade/restore) each
+# key a loop longer on a switchover), one after the other: about 115 s
+# (helper) and 65 s / 80 s (upgrade/restore on 3 / 4) each
 PGBC_PATRONI=3 stage "pgbouncer-helper against the lab (Patroni $patroni3)" \
 	pytest helper "$top/tests/integration/test_helper.py"
 PGBC_PATRONI=4 stage "pgbouncer-helper against the lab (Patroni $patroni4)" \
