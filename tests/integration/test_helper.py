@@ -1,10 +1,11 @@
 """pgbouncer-helper against the real lab: a Consul 1.8.7 dev agent, a 3-member
-Patroni 3.0.2 / PostgreSQL 15 cluster (archiving to pgBackRest), the PgBouncer
-fork for logins and RELOAD, and pgBackRest 2.45.
+Patroni 3.0.2 or 4.0.7 / PostgreSQL 15 cluster (archiving to pgBackRest), the
+PgBouncer fork for logins and RELOAD, and pgBackRest 2.45.
 
     /usr/bin/python3 -m pytest -v tests/integration/test_helper.py   (as root)
 
 Environment:
+    PGBC_PATRONI    3 (bookworm's 3.0.2, default) or 4 (trixie's 4.0.7, see lab.py)
     PGBC_HELPER     the pgbouncer-helper binary (default: the build tree's)
     PGBC_PGBOUNCER  the fork's pgbouncer (default: the build tree's)
 
@@ -966,6 +967,9 @@ def test_topology_matches_patronictl(tmp_path, consul, cluster):
         assert t["state"] == m["State"] and t["timeline"] == m["TL"]
         if m["Role"] != "Leader":
             assert isinstance(t["lag"], int) and t["lag"] >= 0
+            if cluster.install.major == "4":
+                # 4.x names a streaming replica's state in /cluster "streaming"
+                assert t["state"] == "streaming", t
     r = run_helper("topology", ini=ini)
     assert r.returncode == 0
     assert f"scope:          {SCOPE}" in r.stdout and f"leader:         {topo['leader']}" in r.stdout
@@ -1003,7 +1007,7 @@ def test_backup_hook_creates_stanza_and_check_passes(tmp_path, consul, cluster, 
     r = run_helper("backup-hook", "on_role_change", "replica", SCOPE, ini=ini,
                    as_postgres=True, env=env)
     assert r.returncode == 0 and "nothing to do" in r.stderr and not pgbr["repo"].exists()
-    r = run_helper("backup-hook", "on_role_change", "master", SCOPE, ini=ini,
+    r = run_helper("backup-hook", "on_role_change", cluster.primary_role, SCOPE, ini=ini,
                    as_postgres=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "exited with code 55" in r.stderr and "stanza-create done, check passed" in r.stderr
@@ -1016,7 +1020,7 @@ def test_backup_hook_creates_stanza_and_check_passes(tmp_path, consul, cluster, 
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     # second run: check passes at once
-    r = run_helper("backup-hook", "on_role_change", "master", SCOPE, ini=ini,
+    r = run_helper("backup-hook", "on_role_change", cluster.primary_role, SCOPE, ini=ini,
                    as_postgres=True, env=env)
     assert r.returncode == 0 and "check passed, nothing to do" in r.stderr
 
@@ -1047,7 +1051,7 @@ def test_backup_noop_on_replica_runs_on_primary(tmp_path, consul, cluster, pgbr)
     ini = write_ini(pgbr["dir"] / "helper.ini", consul)      # readable by postgres
     env = pgbr_env(cluster, pgbr, leader)
     if not (pgbr["repo"] / "backup" / "main" / "backup.info").exists():
-        assert run_helper("backup-hook", "on_start", "master", SCOPE, ini=ini,
+        assert run_helper("backup-hook", "on_start", cluster.primary_role, SCOPE, ini=ini,
                           as_postgres=True, env=env).returncode == 0
     replica = next(n for n in cluster.names if n != leader)
     before = len(pgbr_info(cluster, pgbr, leader)[0]["backup"])
@@ -1193,8 +1197,8 @@ def test_backup_hook_refuses_stanza_of_another_system(tmp_path, consul, cluster,
         shutil.rmtree(other, ignore_errors=True)
     leader = cluster.wait_for_leader()
     ini = write_ini(pgbr["dir"] / "helper.ini", consul)
-    r = run_helper("backup-hook", "on_role_change", "master", SCOPE, ini=ini, as_postgres=True,
-                   env=pgbr_env(cluster, pgbr, leader))
+    r = run_helper("backup-hook", "on_role_change", cluster.primary_role, SCOPE, ini=ini,
+                   as_postgres=True, env=pgbr_env(cluster, pgbr, leader))
     assert r.returncode == 1, r.stderr
     assert "check exited with code 28" in r.stderr
     assert f"stanza main belongs to database system {other_id} (PostgreSQL 15), not to " \

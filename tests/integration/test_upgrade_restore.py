@@ -1,6 +1,7 @@
 """pgbouncer-helper upgrade and restore against the real lab: a 3-member Patroni
 cluster on PostgreSQL 13 (Debian bullseye's binaries from a private prefix) is
 upgraded to 15 with `upgrade run`, then restored from pgBackRest with `restore run`.
+Patroni is bookworm's 3.0.2, or trixie's 4.0.7 with PGBC_PATRONI=4 (see lab.py).
 
     /usr/bin/python3 -m pytest -v tests/integration/test_upgrade_restore.py   (as root)
 
@@ -442,8 +443,10 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     # database is the old PostgreSQL 13 system (pg_upgrade gave 15 a new system-id), so
     # this is the major upgrade backup-hook may do stanza-upgrade for
     cluster.set_version(15)
-    hook = subprocess.run([HELPER, "-c", str(ini), "backup-hook", "on_role_change", "master",
-                           SCOPE], capture_output=True, text=True, timeout=300,
+    # with the role name this Patroni passes its callbacks (master on 3.x, primary on 4.x)
+    hook = subprocess.run([HELPER, "-c", str(ini), "backup-hook", "on_role_change",
+                           cluster.primary_role, SCOPE], capture_output=True, text=True,
+                          timeout=300,
                           env=dict(os.environ, **pgbr_env(cluster, lab13["conf"], old_leader)),
                           **as_pg())
     lab.log(f"backup-hook -> rc={hook.returncode}\n{hook.stderr}")
