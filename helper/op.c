@@ -604,76 +604,61 @@ exec_failed(const struct op *op, int m, const char *what, const char *err)
 		log_error("%s on %s: %s", what, on, err);
 }
 
-bool
-op_capture(struct op *op, int m, const char *cmd, const char *what, char *out, size_t len)
+/* run cmd on member m (-1: here) through /bin/sh; out NULL: no capture */
+static bool
+op_run(struct op *op, int m, const char *cmd, const char *what, char *out, size_t len)
 {
 	static char full[OP_CMD_MAX * 2];
+	static char shown[OP_CMD_MAX * 2];
+	const char *on = m >= 0 ? op->members[m].name : "local";
 	char *argv[4];
 	char err[1024];
 	int status = 0;
+	bool ran;
 
 	if (!full_command(op, m, cmd, full, sizeof(full))) {
 		log_error("%s: command too long for member %s", what,
 			  m >= 0 ? op->members[m].name : "-");
 		return false;
 	}
-	log_info("%s on %s: $ %s", what, m >= 0 ? op->members[m].name : "local", full);
+	if (!out && op->dry_run) {
+		secret_mask(full, shown, sizeof(shown));
+		printf("    [%s] %s\n", on, shown);
+		return true;
+	}
+	log_info("%s on %s: $ %s", what, on, full);
 	argv[0] = (char *) "/bin/sh";
 	argv[1] = (char *) "-c";
 	argv[2] = full;
 	argv[3] = NULL;
 	op->timed_out = false;
-	if (!run_capture(argv, op->cfg->step_timeout_usec, &status, out, len, err,
-			 sizeof(err))) {
+	if (out)
+		ran = run_capture(argv, op->cfg->step_timeout_usec, &status, out, len, err,
+				  sizeof(err));
+	else
+		ran = run_command(argv, op->cfg->step_timeout_usec, &status, err, sizeof(err));
+	if (!ran) {
 		op->timed_out = status == -1;
 		exec_failed(op, m, what, err);
 		return false;
 	}
 	if (status != 0) {
-		log_error("%s on %s failed (exit code %d): %s", what,
-			  m >= 0 ? op->members[m].name : "local", status, full);
+		log_error("%s on %s failed (exit code %d): %s", what, on, status, full);
 		return false;
 	}
 	return true;
 }
 
 bool
+op_capture(struct op *op, int m, const char *cmd, const char *what, char *out, size_t len)
+{
+	return op_run(op, m, cmd, what, out, len);
+}
+
+bool
 op_exec(struct op *op, int m, const char *cmd, const char *what)
 {
-	static char full[OP_CMD_MAX * 2];
-	static char shown[OP_CMD_MAX * 2];
-	char *argv[4];
-	char err[1024];
-	int status;
-
-	if (!full_command(op, m, cmd, full, sizeof(full))) {
-		log_error("%s: command too long for member %s", what,
-			  m >= 0 ? op->members[m].name : "-");
-		return false;
-	}
-	if (op->dry_run) {
-		secret_mask(full, shown, sizeof(shown));
-		printf("    [%s] %s\n", m >= 0 ? op->members[m].name : "local", shown);
-		return true;
-	}
-	log_info("%s on %s: $ %s", what, m >= 0 ? op->members[m].name : "local", full);
-	argv[0] = (char *) "/bin/sh";
-	argv[1] = (char *) "-c";
-	argv[2] = full;
-	argv[3] = NULL;
-	status = 0;
-	op->timed_out = false;
-	if (!run_command(argv, op->cfg->step_timeout_usec, &status, err, sizeof(err))) {
-		op->timed_out = status == -1;
-		exec_failed(op, m, what, err);
-		return false;
-	}
-	if (status != 0) {
-		log_error("%s on %s failed (exit code %d): %s", what,
-			  m >= 0 ? op->members[m].name : "local", status, full);
-		return false;
-	}
-	return true;
+	return op_run(op, m, cmd, what, NULL, 0);
 }
 
 bool
