@@ -145,7 +145,7 @@ PGBC_PATRONI=4 stage "pgbouncer-helper upgrade 13 -> 15 and restore (Patroni $pa
 # PGBC_PATRONI and checks the cluster runs that version), one after the
 # other: their timings must not compete for the 2 cores
 PGBC_PATRONI=3 stage "consul_redirect.so following the lab (Patroni $patroni3)" \
-	pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
+	pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py" "$top/tests/integration/test_consul_scale.py"
 PGBC_PATRONI=4 stage "consul_redirect.so following the lab (Patroni $patroni4)" \
 	pytest consul-redirect-patroni4 "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
 
@@ -215,7 +215,7 @@ san_lab() {
 # the upgrade/restore tests (minutes of pg_upgrade and pgBackRest, little
 # of our code) run on the normal build only
 PGBC_PATRONI=3 stage "sanitizers: consul_redirect.so following the lab (Patroni $patroni3)" san_run lab san_lab consul-redirect-san \
-	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
+	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py" "$top/tests/integration/test_consul_scale.py"
 PGBC_PATRONI=4 stage "sanitizers: consul_redirect.so following the lab (Patroni $patroni4)" san_run lab-patroni4 san_lab consul-redirect-san-patroni4 \
 	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
 stage "sanitizers: pgbouncer-helper against the lab" san_run helper san_lab helper-san \

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -470,6 +471,8 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 	}
 	cr->opts = s->opts;
 	cr->configured = true;
+	/* https: Consul's listener speaks HTTP/2, many scopes per connection */
+	curl_loop_expect_h2(cr->loop, strncasecmp(cr->opts.consul.url, "https://", 8) == 0);
 	for (i = 0; i < n; i++) {
 		w = redirect_find_watch(cr, want[i].scope);
 		if (w && watch_has_db(w, want[i].db, NULL))
@@ -480,7 +483,7 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 			if (!grown)
 				goto oom;
 			cr->watches = grown;
-			w = watch_new(cr->api, cr->loop, want[i].scope, &s->opts);
+			w = watch_new(cr->api, cr->loop, &cr->agent, want[i].scope, &s->opts);
 			if (!w)
 				goto oom;
 			cr->watches[cr->watch_count++] = w;
@@ -562,7 +565,7 @@ redirect_init(void *ctx, const struct pgb_plugin_api *api, char *err,
 	if (!cr->loop)
 		goto fail;
 	if (!show_register(cr)) {
-		errbuf_set(err, errlen, "cannot register SHOW CONSUL");
+		errbuf_set(err, errlen, "cannot register SHOW CONSUL and SHOW CONSUL_STATS");
 		goto fail;
 	}
 	return true;
@@ -590,6 +593,7 @@ redirect_shutdown(void *ctx)
 	cr->watch_count = 0;
 	curl_loop_free(cr->loop);
 	cr->loop = NULL;
+	memset(&cr->agent, 0, sizeof(cr->agent));
 	memset(&cr->opts, 0, sizeof(cr->opts));
 	cr->configured = false;
 	cr->api = NULL;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "agent_log.h"
 #include "watch.h"
 
 struct pgb_plugin_api;
@@ -16,6 +17,7 @@ struct curl_loop;
 struct consul_redirect {
 	const struct pgb_plugin_api *api;	/* NULL before init */
 	struct curl_loop *loop;
+	struct agent_log agent;			/* what is said once for all scopes */
 	bool configured;			/* a config has been applied */
 	struct watch_options opts;
 	struct watch **watches;			/* one per scope */

@@ -2,7 +2,9 @@
  * consul_request.c - a Consul GET on the curl loop and the sorting of its
  * answer: Consul's 404 for a missing key carries X-Consul-Index, a bare
  * 404 is something else answering; 403 and other statuses are errors
- * with a printable excerpt of the body (a token is never in it).
+ * with a printable excerpt of the body (a token is never in it).  A new
+ * connection the agent drops before answering is its per-client limit
+ * (limits.http_max_conns_per_client) far more often than anything else.
  */
 
 #include <string.h>
@@ -72,6 +74,32 @@ consul_request_excerpt(const struct consul_response *resp, char *out, size_t len
 	errbuf_printable(buf, out, len);
 }
 
+/*
+ * Consul past limits.http_max_conns_per_client accepts the TCP connection
+ * and resets it unread: over http libcurl sees a reset or an empty reply,
+ * over https a reset in the TLS handshake.  Only a connection opened for
+ * this request counts (an agent going away resets pooled ones too).
+ */
+static bool
+consul_request_conn_limited(CURL *easy, CURLcode rc, const char *errmsg)
+{
+	long connects = 0;
+
+	if (curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects) != CURLE_OK ||
+	    connects < 1)
+		return false;
+	switch (rc) {
+	case CURLE_GOT_NOTHING:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+		return true;
+	case CURLE_SSL_CONNECT_ERROR:
+		return strstr(errmsg, "reset by peer") != NULL;
+	default:
+		return false;
+	}
+}
+
 enum consul_answer
 consul_request_answer(struct consul_request *req, CURL *easy, CURLcode rc,
 		      const char *errmsg, char *err, size_t errlen)
@@ -89,6 +117,13 @@ consul_request_answer(struct consul_request *req, CURL *easy, CURLcode rc,
 	if (resp->no_memory) {
 		errbuf_set(err, errlen, "out of memory reading the answer");
 		return CONSUL_ANSWER_ERROR;
+	}
+	if (rc != CURLE_OK && consul_request_conn_limited(easy, rc, errmsg)) {
+		errbuf_set(err, errlen, "%s on a new connection: the agent refuses "
+			   "connections past its limits.http_max_conns_per_client "
+			   "(default 200 per client address); use https (one h2 "
+			   "connection for many scopes) or raise the limit", errmsg);
+		return CONSUL_ANSWER_CONN_LIMIT;
 	}
 	if (rc != CURLE_OK) {
 		errbuf_set(err, errlen, "%s", errmsg);

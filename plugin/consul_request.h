@@ -16,6 +16,7 @@ enum consul_answer {
 	CONSUL_ANSWER_OK,		/* 200 with a body */
 	CONSUL_ANSWER_MISSING,		/* 404 with X-Consul-Index: no such key */
 	CONSUL_ANSWER_ERROR,
+	CONSUL_ANSWER_CONN_LIMIT,	/* a new connection dropped unanswered */
 };
 
 struct consul_request {
@@ -31,7 +32,10 @@ bool consul_request_start(struct curl_loop *loop, const struct consul_settings *
 			  curl_loop_done_fn done, void *arg,
 			  char *err, size_t errlen);
 
-/* in the done callback: sort the answer; err is filled for ERROR */
+/*
+ * in the done callback: sort the answer; err is filled for ERROR and
+ * CONN_LIMIT, an error that names the agent's per-client connection limit
+ */
 enum consul_answer consul_request_answer(struct consul_request *req, CURL *easy,
 					 CURLcode rc, const char *errmsg,
 					 char *err, size_t errlen);

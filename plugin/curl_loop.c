@@ -3,10 +3,16 @@
  * event base with the structure of curl's hiperfifo.c: a socket callback
  * keeping one persistent event per socket, a timer callback that only
  * arms one timer, and check_multi_info handing finished transfers back.
+ * Transfers to one host share a connection where the server speaks
+ * HTTP/2 (multiplexed streams, each transfer waiting for that connection
+ * rather than opening its own); the loop counts the connections it holds
+ * and which HTTP version answered last, for SHOW CONSUL_STATS.
  */
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -22,6 +28,8 @@ struct curl_loop {
 	int running;			/* still_running from socket_action */
 	struct curl_transfer *transfers;	/* every live transfer */
 	struct curl_sock *socks;	/* every socket record */
+	struct curl_loop_stats stats;
+	bool h2_capped;			/* CURLMOPT_MAX_HOST_CONNECTIONS in force */
 };
 
 /* per transfer: found again through CURLOPT_PRIVATE */
@@ -45,6 +53,34 @@ struct curl_sock {
 };
 
 static void curl_loop_check_multi_info(struct curl_loop *loop);
+
+/*
+ * CURLOPT_OPENSOCKETFUNCTION / CLOSESOCKETFUNCTION: count the connections
+ * held, idle ones in libcurl's cache included (a socket event exists only
+ * while a transfer uses the connection).
+ */
+static curl_socket_t
+curl_loop_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct curl_loop *loop = arg;
+	curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+
+	if (fd != CURL_SOCKET_BAD) {
+		loop->stats.connections++;
+		loop->stats.connects++;
+	}
+	return fd;
+}
+
+static int
+curl_loop_close_socket(void *arg, curl_socket_t fd)
+{
+	struct curl_loop *loop = arg;
+
+	if (loop->stats.connections > 0)
+		loop->stats.connections--;
+	return close(fd);
+}
 
 static void
 curl_loop_unlink_transfer(struct curl_transfer *t)
@@ -182,6 +218,30 @@ curl_loop_sock_cb(CURL *easy, curl_socket_t fd, int what, void *arg,
 	return 0;
 }
 
+/* the HTTP version of the last answer; 0 (no answer) leaves it as it was */
+static void
+curl_loop_note_version(struct curl_loop *loop, CURL *easy)
+{
+	long version = 0;
+
+	if (curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK)
+		return;
+	switch (version) {
+	case CURL_HTTP_VERSION_1_0:
+	case CURL_HTTP_VERSION_1_1:
+		loop->stats.transport = CURL_LOOP_HTTP1;
+		/* no multiplexing after all: one connection per transfer */
+		if (loop->h2_capped)
+			curl_loop_expect_h2(loop, false);
+		break;
+	case CURL_HTTP_VERSION_2_0:
+		loop->stats.transport = CURL_LOOP_HTTP2;
+		break;
+	default:
+		break;
+	}
+}
+
 /* hand every finished transfer to its owner, then free it */
 static void
 curl_loop_check_multi_info(struct curl_loop *loop)
@@ -203,6 +263,7 @@ curl_loop_check_multi_info(struct curl_loop *loop)
 			continue;
 		t->started = false;
 		curl_loop_unlink_transfer(t);
+		curl_loop_note_version(loop, easy);
 		errmsg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(result);
 		if (result == CURLE_OK)
 			errmsg = "";
@@ -233,6 +294,13 @@ curl_loop_new(struct event_base *base, char *err, size_t errlen)
 	curl_multi_setopt(loop->multi, CURLMOPT_SOCKETDATA, loop);
 	curl_multi_setopt(loop->multi, CURLMOPT_TIMERFUNCTION, curl_loop_multi_timer_cb);
 	curl_multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop);
+	/* libcurl's default; said here because the scale depends on it */
+	curl_multi_setopt(loop->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+#if LIBCURL_VERSION_NUM >= 0x074300
+	/* libcurl's own cap is 100 streams; the server's SETTINGS still bound it */
+	curl_multi_setopt(loop->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
+			  (long)CURL_LOOP_MAX_STREAMS);
+#endif
 	return loop;
 }
 
@@ -307,6 +375,12 @@ curl_loop_transfer_start(struct curl_transfer *t, char *err, size_t errlen)
 	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
 	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+	/* join a connection being set up that may multiplex, not open another */
+	curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_OPENSOCKETFUNCTION, curl_loop_open_socket);
+	curl_easy_setopt(t->easy, CURLOPT_OPENSOCKETDATA, t->loop);
+	curl_easy_setopt(t->easy, CURLOPT_CLOSESOCKETFUNCTION, curl_loop_close_socket);
+	curl_easy_setopt(t->easy, CURLOPT_CLOSESOCKETDATA, t->loop);
 	t->errbuf[0] = '\0';
 	rc = curl_multi_add_handle(t->loop->multi, t->easy);
 	if (rc != CURLM_OK) {
@@ -339,4 +413,42 @@ curl_loop_active(const struct curl_loop *loop)
 		if (t->started)
 			n++;
 	return n;
+}
+
+void
+curl_loop_expect_h2(struct curl_loop *loop, bool h2)
+{
+	long cap = h2 ? CURL_LOOP_H2_CONNECTIONS : 0;
+
+	if (loop->h2_capped == h2)
+		return;
+	loop->h2_capped = h2;
+	curl_multi_setopt(loop->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
+}
+
+enum curl_loop_transport
+curl_loop_transport(const struct curl_loop *loop)
+{
+	return loop->stats.transport;
+}
+
+void
+curl_loop_get_stats(const struct curl_loop *loop, struct curl_loop_stats *out)
+{
+	*out = loop->stats;
+	out->transfers = curl_loop_active(loop);
+}
+
+const char *
+curl_loop_transport_name(enum curl_loop_transport transport)
+{
+	switch (transport) {
+	case CURL_LOOP_HTTP1:
+		return "http/1.1";
+	case CURL_LOOP_HTTP2:
+		return "h2";
+	case CURL_LOOP_UNKNOWN:
+		break;
+	}
+	return "unknown";
 }

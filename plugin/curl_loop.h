@@ -7,12 +7,39 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <curl/curl.h>
 
 struct event_base;
 struct curl_loop;
 struct curl_transfer;
+
+/* streams asked for per HTTP/2 connection (Consul's Go server allows 250) */
+#define CURL_LOOP_MAX_STREAMS 1000
+
+/*
+ * Connections to one host while HTTP/2 is expected.  libcurl 7.88 opens
+ * a connection of its own for every transfer that finds the multiplexed
+ * ones full, so without a cap the streams past the server's limit cost a
+ * connection each; with it they share the next connections (4 x 250
+ * streams at Consul's limit) and any beyond wait in libcurl's queue.
+ */
+#define CURL_LOOP_H2_CONNECTIONS 4L
+
+/* the HTTP version of the last answer */
+enum curl_loop_transport {
+	CURL_LOOP_UNKNOWN,	/* nothing answered yet */
+	CURL_LOOP_HTTP1,
+	CURL_LOOP_HTTP2
+};
+
+struct curl_loop_stats {
+	enum curl_loop_transport transport;
+	int connections;	/* open now, idle ones included */
+	uint64_t connects;	/* opened since the start */
+	int transfers;		/* running now */
+};
 
 /*
  * Called once when a started transfer ends (not when it is cancelled).
@@ -45,5 +72,21 @@ void curl_loop_transfer_cancel(struct curl_transfer *t);
 
 /* transfers currently in the multi handle */
 int curl_loop_active(const struct curl_loop *loop);
+
+/*
+ * h2: the server is expected to multiplex (an https url): cap the
+ * connections per host at CURL_LOOP_H2_CONNECTIONS; the cap is lifted
+ * by itself when an answer comes over HTTP/1.x
+ */
+void curl_loop_expect_h2(struct curl_loop *loop, bool h2);
+
+enum curl_loop_transport curl_loop_transport(const struct curl_loop *loop);
+
+/* counts and the transport; walks the transfers (for SHOW, not per answer) */
+void curl_loop_get_stats(const struct curl_loop *loop,
+			 struct curl_loop_stats *out);
+
+/* "http/1.1", "h2" or "unknown" */
+const char *curl_loop_transport_name(enum curl_loop_transport transport);
 
 #endif

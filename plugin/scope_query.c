@@ -81,7 +81,8 @@ scope_query_done(struct curl_transfer *t, CURL *easy, CURLcode rc,
 	    !consul_kv_parse(q->req.resp.body, q->req.resp.len, &entries,
 			     &count, err, sizeof(err)))
 		a = CONSUL_ANSWER_ERROR;
-	if (a == CONSUL_ANSWER_ERROR) {
+	if (a == CONSUL_ANSWER_ERROR || a == CONSUL_ANSWER_CONN_LIMIT) {
+		q->conn_limited = a == CONSUL_ANSWER_CONN_LIMIT;
 		consul_request_done(&q->req);
 		scope_query_failed(q, err);
 		return;
@@ -91,6 +92,7 @@ scope_query_done(struct curl_transfer *t, CURL *easy, CURLcode rc,
 	consul_request_done(&q->req);
 	q->failures = 0;
 	q->error[0] = '\0';
+	q->conn_limited = false;
 	q->answers++;
 	backoff_reset(&q->backoff);
 	q->state = SCOPE_QUERY_WAITING;
@@ -117,8 +119,10 @@ scope_query_start(struct scope_query *q)
 	if (!consul_kv_url(q->consul, q->scope, "", q->index, true, q->req.url,
 			   sizeof(q->req.url), err, sizeof(err)) ||
 	    !consul_request_start(q->loop, q->consul, &q->req, timeout,
-				  scope_query_done, q, err, sizeof(err)))
+				  scope_query_done, q, err, sizeof(err))) {
+		q->conn_limited = false;
 		scope_query_failed(q, err);
+	}
 }
 
 static unsigned int
@@ -174,6 +178,7 @@ scope_query_run(struct scope_query *q, bool run)
 		q->index = 0;
 		q->failures = 0;
 		q->error[0] = '\0';
+		q->conn_limited = false;
 		backoff_reset(&q->backoff);
 		return;
 	}

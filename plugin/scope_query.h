@@ -51,6 +51,7 @@ struct scope_query {
 	struct rate_limit rate;		/* answers that brought nothing new */
 	unsigned int failures;		/* in a row; 0 while Consul answers */
 	char error[SCOPE_QUERY_ERR_MAX];	/* the last failure, "" none */
+	bool conn_limited;		/* that failure was the agent's connection limit */
 	uint64_t answers;		/* good answers since start */
 };
 

@@ -1,6 +1,7 @@
 /*
- * show.c - SHOW CONSUL on the admin console: one row per database entry
- * bound to a Patroni scope, sorted by database name.
+ * show.c - the plugin's console commands: SHOW CONSUL, one row per
+ * database entry bound to a Patroni scope, sorted by database name; and
+ * SHOW CONSUL_STATS, one row on the plugin's traffic with the agent.
  */
 
 #include <inttypes.h>
@@ -12,6 +13,7 @@
 #include "pgb_plugin.h"
 
 #include "consul_redirect.h"
+#include "curl_loop.h"
 #include "show.h"
 
 #define SHOW_COLUMNS 11
@@ -116,8 +118,66 @@ show_consul(void *ctx, struct pgb_show *show)
 	return ok;
 }
 
+#define STATS_COLUMNS 9
+
+static const char *const stats_columns[STATS_COLUMNS] = {
+	"scopes", "entries", "following", "unreachable", "conn_limited",
+	"transport", "connections", "connects", "queries"
+};
+
+struct stats_count {
+	int entries;
+	int following;
+	int unreachable;
+};
+
+static void
+stats_collect(const struct watch_row *row, void *arg)
+{
+	struct stats_count *c = arg;
+
+	c->entries++;
+	if (strcmp(row->state, "following") == 0)
+		c->following++;
+	else if (strcmp(row->state, "consul_unreachable") == 0)
+		c->unreachable++;
+}
+
+static bool
+show_consul_stats(void *ctx, struct pgb_show *show)
+{
+	struct consul_redirect *cr = ctx;
+	struct stats_count c = { 0, 0, 0 };
+	struct curl_loop_stats st;
+	char num[8][32];
+	const char *values[STATS_COLUMNS];
+	int i;
+
+	if (!cr->api->show_columns(show, STATS_COLUMNS, stats_columns))
+		return false;
+	for (i = 0; i < cr->watch_count; i++)
+		watch_rows(cr->watches[i], stats_collect, &c);
+	curl_loop_get_stats(cr->loop, &st);
+	snprintf(num[0], sizeof(num[0]), "%d", cr->watch_count);
+	snprintf(num[1], sizeof(num[1]), "%d", c.entries);
+	snprintf(num[2], sizeof(num[2]), "%d", c.following);
+	snprintf(num[3], sizeof(num[3]), "%d", c.unreachable);
+	snprintf(num[4], sizeof(num[4]), "%d", cr->agent.limited);
+	snprintf(num[5], sizeof(num[5]), "%d", st.connections);
+	snprintf(num[6], sizeof(num[6]), "%" PRIu64, st.connects);
+	snprintf(num[7], sizeof(num[7]), "%d", st.transfers);
+	for (i = 0; i < 5; i++)
+		values[i] = num[i];
+	values[5] = curl_loop_transport_name(st.transport);
+	values[6] = num[5];
+	values[7] = num[6];
+	values[8] = num[7];
+	return cr->api->show_row(show, values);
+}
+
 bool
 show_register(struct consul_redirect *cr)
 {
-	return cr->api->register_show("consul", show_consul, cr);
+	return cr->api->register_show("consul", show_consul, cr) &&
+	       cr->api->register_show("consul_stats", show_consul_stats, cr);
 }

@@ -14,6 +14,7 @@
 
 #include "errbuf.h"
 
+#include "agent_log.h"
 #include "plugin_log.h"
 #include "watch_int.h"
 
@@ -86,9 +87,11 @@ watch_on_answer(void *arg, const struct consul_kv *entries, int count,
 	struct patroni_view v;
 	char err[PATRONI_VIEW_ERR_MAX];
 
-	if (recovered)
+	if (recovered && !w->limit_counted)
 		plugin_log(w->api, PGB_LOG_INFO, "scope \"%s\": consul answers again",
 			   w->scope);
+	agent_log_unlimited(w->agent, w->api, &w->limit_counted);
+	agent_log_transport(w->agent, w->api, w->loop);
 	if (!patroni_view_build(entries, count, w->prefix, &v, err, sizeof(err))) {
 		plugin_log(w->api, PGB_LOG_WARNING, "scope \"%s\": %s; keeping the last view",
 			   w->scope, err);
@@ -107,6 +110,12 @@ watch_on_error(void *arg, const char *url, const char *err, bool first)
 	const struct watch_target *t = &w->targets[PATRONI_ROLE_PRIMARY];
 	char keep[sizeof(t->members) + 32];
 
+	/* the agent's connection limit: said once for every scope */
+	if (w->q.conn_limited) {
+		agent_log_limited(w->agent, w->api, &w->limit_counted, err);
+		return;
+	}
+	agent_log_unlimited(w->agent, w->api, &w->limit_counted);
 	/* once per change of state, not once per retry */
 	if (!first)
 		return;
@@ -125,7 +134,8 @@ watch_on_error(void *arg, const char *url, const char *err, bool first)
 
 struct watch *
 watch_new(const struct pgb_plugin_api *api, struct curl_loop *loop,
-	  const char *scope, const struct watch_options *opts)
+	  struct agent_log *agent, const char *scope,
+	  const struct watch_options *opts)
 {
 	struct watch *w = calloc(1, sizeof(*w));
 	bool ok;
@@ -135,6 +145,7 @@ watch_new(const struct pgb_plugin_api *api, struct curl_loop *loop,
 		return NULL;
 	w->api = api;
 	w->loop = loop;
+	w->agent = agent;
 	w->opts = *opts;
 	snprintf(w->scope, sizeof(w->scope), "%s", scope);
 	snprintf(w->prefix, sizeof(w->prefix), "%s/%s/", opts->consul.namespace_, scope);
@@ -163,6 +174,8 @@ watch_free(struct watch *w, bool release)
 		binding_free(b, release);
 	}
 	scope_query_cleanup(&w->q);
+	if (w->agent)
+		agent_log_forget(w->agent, &w->limit_counted);
 	switchover_cleanup(w);
 	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
 		watch_target_cleanup(&w->targets[i]);

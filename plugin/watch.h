@@ -38,9 +38,11 @@ struct watch_row {
 
 typedef void (*watch_row_fn)(const struct watch_row *row, void *arg);
 
+struct agent_log;
+
 struct watch *watch_new(const struct pgb_plugin_api *api,
-			struct curl_loop *loop, const char *scope,
-			const struct watch_options *opts);
+			struct curl_loop *loop, struct agent_log *agent,
+			const char *scope, const struct watch_options *opts);
 
 /* cancels its requests; release: undo the holds it placed */
 void watch_free(struct watch *w, bool release);

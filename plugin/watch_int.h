@@ -97,6 +97,8 @@ struct watch_binding {
 struct watch {
 	const struct pgb_plugin_api *api;
 	struct curl_loop *loop;
+	struct agent_log *agent;	/* shared by every watch */
+	bool limit_counted;		/* counted in agent->limited */
 	struct watch_options opts;
 	char scope[PATRONI_NAME_MAX];
 	char prefix[600];		/* "<namespace>/<scope>/" */

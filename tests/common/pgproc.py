@@ -53,7 +53,8 @@ def stop_pid(proc, sig=signal.SIGTERM, timeout=15):
 class Postgres:
     """One real PostgreSQL 15 cluster on 127.0.0.1:<port>."""
 
-    def __init__(self, base):
+    def __init__(self, base, max_connections=60):
+        self.max_connections = max_connections
         self.dir = Path(base)
         self.data = self.dir / "data"
         self.port = free_port()
@@ -65,7 +66,7 @@ class Postgres:
 
     def start(self):
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1,127.0.0.2 -c shared_buffers=16MB -c max_connections=60 -c fsync=off"
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1,127.0.0.2 -c shared_buffers=16MB -c max_connections={self.max_connections} -c fsync=off"
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.dir / "pg.log"), "-w", "start")
         with self.connect() as c:
             c.execute("create table if not exists t (id serial primary key, v text)")

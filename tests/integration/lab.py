@@ -207,6 +207,26 @@ def stop_pid(pid: int | None, *, timeout: float = 15.0, sig: int = signal.SIGTER
     _reap(proc)
 
 
+def tcp_connections(pid: int, port: int) -> int:
+    """Established TCP connections of process `pid` to 127.0.0.1:`port`
+    (its socket inodes in /proc/<pid>/fd matched in /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        remote, state, inode = f[2], f[3], f[9]
+        if state == "01" and inode in inodes and int(remote.split(":")[1], 16) == port:
+            n += 1
+    return n
+
+
 def _pgid(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
