@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 
+#include "duration.h"
 #include "commands.h"
 #include "helper_config.h"
 #include "log.h"
@@ -140,6 +141,24 @@ cmd_no_more_args(int argc, char **argv, int next)
 		log_error("unexpected argument \"%s\" (try --help)", argv[next]);
 		return false;
 	}
+	return true;
+}
+
+bool
+cmd_parse_duration(const char *name, const char *value, uint64_t *usec)
+{
+	char err[256];
+	uint64_t v;
+
+	if (!duration_parse(value, &v, err, sizeof(err))) {
+		log_error("--%s: \"%.32s\": %s", name, value, err);
+		return false;
+	}
+	if (v == 0) {
+		log_error("--%s: \"%.32s\": must be > 0", name, value);
+		return false;
+	}
+	*usec = v;
 	return true;
 }
 
