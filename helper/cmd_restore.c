@@ -23,6 +23,7 @@
 #include "op_template.h"
 #include "op_wait.h"
 #include "pg_connect.h"
+#include "progress.h"
 
 #define PATH_LEN HELPER_VALUE_MAX
 #define CMD_LEN OP_CMD_MAX
@@ -122,20 +123,20 @@ step_pgbackrest_restore(struct op *op)
 		snprintf(cmd, sizeof(cmd), "--target=%s", when);
 		if (!op_shell_quote(cmd, target, sizeof(target)))
 			return false;
-		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore "
+		snprintf(cmd, sizeof(cmd), "%s --log-level-console=info --stanza=%s%s%s restore "
 			 "--type=time %s --target-action=pause", pgbr, op->cfg->pgbackrest_stanza,
 			 *set ? " --set=" : "", set, target);
 	} else if (strcmp(type, RESTORE_IMMEDIATE) == 0) {
-		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore "
+		snprintf(cmd, sizeof(cmd), "%s --log-level-console=info --stanza=%s%s%s restore "
 			 "--type=immediate --target-action=pause", pgbr, op->cfg->pgbackrest_stanza,
 			 *set ? " --set=" : "", set);
 	} else {
 		/* pgBackRest's default: recover to the end of the archived WAL, then promote */
-		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore "
+		snprintf(cmd, sizeof(cmd), "%s --log-level-console=info --stanza=%s%s%s restore "
 			 "--type=default", pgbr,
 			 op->cfg->pgbackrest_stanza, *set ? " --set=" : "", set);
 	}
-	if (!op_exec(op, L, cmd, "pgbackrest restore"))
+	if (!op_exec_long(op, L, cmd, "pgbackrest restore"))
 		return false;
 	snprintf(cmd, sizeof(cmd), "test -f %s/PG_VERSION && test -f %s/recovery.signal", data,
 		 data);
@@ -170,25 +171,34 @@ static bool
 replay_to_target(struct op *op)
 {
 	uint64_t deadline = clock_usec() + restore_wait_usec;
+	struct progress pr;
 	PGconn *conn = NULL;
 	bool resumed = false;
-	char rec, paused;
+	char rec, paused, what[200];
+	const char *last = "no connection";
 
+	snprintf(what, sizeof(what), "%s to reach the recovery target and leave recovery",
+		 op->members[op->leader].name);
+	progress_begin(&pr, PROGRESS_WAIT, restore_wait_usec, what);
 	for (;;) {
 		if (conn == NULL)
 			conn = leader_connect(op);
 		if (conn != NULL) {
 			rec = query_flag(conn, "select pg_is_in_recovery()");
 			if (rec == 'f') {
+				progress_end(&pr, true);
 				log_info("%s is out of recovery (promoted at the target)",
 					 op->members[op->leader].name);
 				PQfinish(conn);
 				return true;
 			}
 			paused = rec == 't' ? query_flag(conn, "select pg_is_wal_replay_paused()") : '?';
+			last = rec != 't' ? "no answer to pg_is_in_recovery()" :
+				paused == 't' ? "in recovery, replay paused" : "in recovery, replaying";
 			if (paused == 't' && !resumed) {
 				log_info("recovery paused at the target: select pg_wal_replay_resume()");
 				if (query_flag(conn, "select pg_wal_replay_resume() is null") == '?') {
+					progress_end(&pr, false);
 					log_error("pg_wal_replay_resume() failed: %s",
 						  pg_error_line(conn));
 					PQfinish(conn);
@@ -200,14 +210,18 @@ replay_to_target(struct op *op)
 				PQfinish(conn);
 				conn = NULL;
 			}
+		} else {
+			last = "no connection";
 		}
 		if (clock_usec() >= deadline) {
+			progress_end(&pr, false);
 			log_error("%s did not reach the recovery target and leave recovery within "
 				  "%.0f s", op->members[op->leader].name,
 				  (double) restore_wait_usec / 1e6);
 			PQfinish(conn);
 			return false;
 		}
+		progress_tick(&pr, last);
 		clock_sleep_usec(500000);
 	}
 }

@@ -188,13 +188,13 @@ step_pg_upgrade(struct op *op)
 		log_error("pg_upgrade command too long");
 		return false;
 	}
-	if (!op_exec(op, L, cmd, "pg_upgrade --check"))
+	if (!op_exec_long(op, L, cmd, "pg_upgrade --check"))
 		return false;
 	mode = upgrade_guard_mode(opts);
 	if (mode == UPGRADE_GUARD_COPY && !check_free_space(op, olddata, dir))
 		return false;
 	cmd[strlen(cmd) - strlen(" --check")] = '\0';
-	if (!op_exec(op, L, cmd, "pg_upgrade")) {
+	if (!op_exec_long(op, L, cmd, "pg_upgrade")) {
 		if (op->timed_out)
 			explain_killed(op, mode, olddata, newdata);
 		return false;
@@ -308,9 +308,9 @@ step_stanza_upgrade(struct op *op)
 		log_error("cannot expand pgbackrest \"%s\"", op->cfg->pgbackrest);
 		return false;
 	}
-	snprintf(cmd, sizeof(cmd), "%s --stanza=%s stanza-upgrade", pgbr,
+	snprintf(cmd, sizeof(cmd), "%s --log-level-console=info --stanza=%s stanza-upgrade", pgbr,
 		 op->cfg->pgbackrest_stanza);
-	if (!op_exec(op, L, cmd, "pgbackrest stanza-upgrade"))
+	if (!op_exec_long(op, L, cmd, "pgbackrest stanza-upgrade"))
 		return false;
 	snprintf(cmd, sizeof(cmd), "%s --stanza=%s check", pgbr, op->cfg->pgbackrest_stanza);
 	return op_exec(op, L, cmd, "pgbackrest check");

@@ -1,6 +1,6 @@
 /*
  * Options of upgrade and restore: one getopt loop for both, with the
- * shared --from-step and --wait, and the plan|run word.
+ * shared --from-step, --wait and --progress, and the plan|run word.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 #include "duration.h"
 #include "log.h"
 #include "op_args.h"
+#include "progress.h"
 
 /* --from-step K, 1..steps; false (logged) otherwise */
 static bool
@@ -51,16 +52,18 @@ op_parse_args(int argc, char **argv, const char *kind, int steps, const struct o
 	static const struct option shared[] = {
 		{"from-step", required_argument, NULL, 'F'},
 		{"wait", required_argument, NULL, 'W'},
+		{"progress", required_argument, NULL, 'P'},
 	};
-	struct option opts[OP_OWN_MAX + 3];
+	struct option opts[OP_OWN_MAX + 4];
+	uint64_t every;
 	size_t n = 0, i;
 	int c;
 
 	for (; own[n].name != NULL && n < OP_OWN_MAX; n++)
 		opts[n] = own[n];
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < 3; i++)
 		opts[n + i] = shared[i];
-	memset(&opts[n + 2], 0, sizeof(opts[0]));
+	memset(&opts[n + 3], 0, sizeof(opts[0]));
 	out->action = NULL;
 	out->from = 1;
 	out->wait_usec = UINT64_C(300) * DURATION_USEC_PER_SEC;
@@ -75,6 +78,11 @@ op_parse_args(int argc, char **argv, const char *kind, int steps, const struct o
 		case 'W':
 			if (!cmd_parse_duration("wait", optarg, &out->wait_usec))
 				return false;
+			break;
+		case 'P':
+			if (!cmd_parse_duration("progress", optarg, &every))
+				return false;
+			progress_set_interval(every);
 			break;
 		case '?':
 		case ':':

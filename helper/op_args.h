@@ -1,6 +1,6 @@
 /*
  * The command line of upgrade and restore: their own options, the ones
- * they share (--from-step, --wait) and the action word.
+ * they share (--from-step, --wait, --progress) and the action word.
  */
 #ifndef PGBC_HELPER_OP_ARGS_H
 #define PGBC_HELPER_OP_ARGS_H
@@ -19,9 +19,9 @@ struct op_args {
 typedef bool (*op_option_fn)(void *ctx, int c, const char *arg);
 
 /*
- * getopt_long over own (terminated by a zero entry; vals other than 'F'
- * and 'W') and the shared options, then exactly one action, plan or run.
- * False (logged) on bad usage.
+ * getopt_long over own (terminated by a zero entry; vals other than 'F',
+ * 'W', 'P') and the shared options, then exactly one action, plan or run.
+ * --progress D sets progress_set_interval.  False (logged) on bad usage.
  */
 bool op_parse_args(int argc, char **argv, const char *kind, int steps,
 		   const struct option *own, op_option_fn fn, void *ctx, struct op_args *out);

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "op_exec.h"
 #include "op_template.h"
+#include "progress.h"
 #include "run.h"
 #include "secret.h"
 
@@ -43,10 +44,36 @@ exec_failed(const struct op *op, int m, const char *what, const char *err)
 		log_error("%s on %s: %s", what, on, err);
 }
 
-/* run cmd on member m (-1: here) through /bin/sh; out NULL: no capture */
-static bool
-op_run(struct op *op, int m, const char *cmd, const char *what, char *out, size_t len)
+/* a long command's output and ticks: each line logged (masked there), progress lines */
+struct op_watch {
+	const char *on;
+	struct progress progress;
+};
+
+static void
+watch_line(void *arg, const char *line)
 {
+	struct op_watch *w = arg;
+
+	log_info("[%s] %s", w->on, line);
+}
+
+static void
+watch_tick(void *arg)
+{
+	struct op_watch *w = arg;
+
+	progress_tick(&w->progress, NULL);
+}
+
+/* run cmd on member m (-1: here) through /bin/sh; out NULL: no capture; long: progress */
+static bool
+op_run(struct op *op, int m, const char *cmd, const char *what, char *out, size_t len,
+       bool long_running)
+{
+	static struct op_watch ow;
+	struct run_watch watch = {watch_line, watch_tick, &ow};
+	char title[600];
 	static char full[OP_CMD_MAX * 2];
 	static char shown[OP_CMD_MAX * 2];
 	const char *on = m >= 0 ? op->members[m].name : "local";
@@ -71,11 +98,19 @@ op_run(struct op *op, int m, const char *cmd, const char *what, char *out, size_
 	argv[2] = full;
 	argv[3] = NULL;
 	op->timed_out = false;
-	if (out)
+	if (out) {
 		ran = run_capture(argv, op->cfg->step_timeout_usec, &status, out, len, err,
 				  sizeof(err));
-	else
+	} else if (long_running) {
+		ow.on = on;
+		snprintf(title, sizeof(title), "%s on %s", what, on);
+		progress_begin(&ow.progress, PROGRESS_RUN, op->cfg->step_timeout_usec, title);
+		ran = run_relay(argv, op->cfg->step_timeout_usec, &watch, &status, err,
+				sizeof(err));
+		progress_end(&ow.progress, ran && status == 0);
+	} else {
 		ran = run_command(argv, op->cfg->step_timeout_usec, &status, err, sizeof(err));
+	}
 	if (!ran) {
 		op->timed_out = status == -1;
 		exec_failed(op, m, what, err);
@@ -91,11 +126,17 @@ op_run(struct op *op, int m, const char *cmd, const char *what, char *out, size_
 bool
 op_capture(struct op *op, int m, const char *cmd, const char *what, char *out, size_t len)
 {
-	return op_run(op, m, cmd, what, out, len);
+	return op_run(op, m, cmd, what, out, len, false);
 }
 
 bool
 op_exec(struct op *op, int m, const char *cmd, const char *what)
 {
-	return op_run(op, m, cmd, what, NULL, 0);
+	return op_run(op, m, cmd, what, NULL, 0, false);
+}
+
+bool
+op_exec_long(struct op *op, int m, const char *cmd, const char *what)
+{
+	return op_run(op, m, cmd, what, NULL, 0, true);
 }

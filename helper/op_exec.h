@@ -20,6 +20,13 @@
 bool op_exec(struct op *op, int m, const char *cmd, const char *what);
 
 /*
+ * op_exec for a long command (pg_upgrade, pgbackrest restore): progress
+ * lines while it runs ("still running <what> on <member>: 20 s of 3600
+ * s"), its stdout and stderr logged line by line, secrets masked.
+ */
+bool op_exec_long(struct op *op, int m, const char *cmd, const char *what);
+
+/*
  * Run a shell command on member m (never in plan: the caller prints) and
  * collect its stdout into out; exit 0 required, failures logged.
  */

@@ -13,6 +13,7 @@
 #include "op_template.h"
 #include "op_wait.h"
 #include "patroni_rest.h"
+#include "progress.h"
 
 #define OP_POLL_USEC 500000
 
@@ -20,8 +21,9 @@ bool
 op_wait_patroni_down(struct op *op, int m, int version, uint64_t timeout_usec)
 {
 	struct json_object *obj;
+	struct progress pr;
 	char err[1024], bin[HELPER_VALUE_MAX], data[HELPER_VALUE_MAX];
-	char cmd[3 * HELPER_VALUE_MAX];
+	char cmd[3 * HELPER_VALUE_MAX], what[700];
 	uint64_t deadline = clock_usec() + timeout_usec;
 
 	if (!op_path(op, op->cfg->bin_dir, m, version, bin, sizeof(bin)) ||
@@ -30,19 +32,28 @@ op_wait_patroni_down(struct op *op, int m, int version, uint64_t timeout_usec)
 	if (op->dry_run) {
 		printf("    check: %s/patroni stops answering\n", op->members[m].api);
 	} else {
+		snprintf(what, sizeof(what), "patroni on %s to stop answering at %s",
+			 op->members[m].name, op->members[m].api);
+		progress_begin(&pr, PROGRESS_WAIT, timeout_usec, what);
 		for (;;) {
-			obj = patroni_get(op->cfg, op->members[m].api, "/patroni", err, sizeof(err));
+			obj = patroni_get(op->cfg, op->members[m].api, "/patroni", err,
+					  sizeof(err));
 			if (obj == NULL)
 				break;
+			snprintf(err, sizeof(err), "answers, state %s",
+				 http_json_text(obj, "state"));
 			json_object_put(obj);
 			if (clock_usec() >= deadline) {
+				progress_end(&pr, false);
 				log_error("patroni on %s still answers at %s/patroni after %.0f s",
 					  op->members[m].name, op->members[m].api,
 					  (double) timeout_usec / 1e6);
 				return false;
 			}
+			progress_tick(&pr, err);
 			clock_sleep_usec(OP_POLL_USEC);
 		}
+		progress_end(&pr, true);
 		log_info("patroni on %s no longer answers at %s", op->members[m].name,
 			 op->members[m].api);
 	}
@@ -93,7 +104,8 @@ op_wait_patroni_up(struct op *op, int m, const char *want_role, int version,
 		   uint64_t timeout_usec)
 {
 	struct json_object *obj;
-	char err[1024] = "", last[256] = "no answer";
+	struct progress pr;
+	char err[1024] = "", last[256] = "no answer", what[200];
 	const char *state, *role;
 	uint64_t deadline = clock_usec() + timeout_usec;
 	int num;
@@ -106,6 +118,11 @@ op_wait_patroni_up(struct op *op, int m, const char *want_role, int version,
 		printf("\n");
 		return true;
 	}
+	snprintf(what, sizeof(what), "%s to run as %s", op->members[m].name, want_role);
+	if (version > 0)
+		snprintf(what + strlen(what), sizeof(what) - strlen(what), " of version %d",
+			 version);
+	progress_begin(&pr, PROGRESS_WAIT, timeout_usec, what);
 	for (;;) {
 		obj = patroni_get(op->cfg, op->members[m].api, "/patroni", err, sizeof(err));
 		if (obj != NULL) {
@@ -117,6 +134,7 @@ op_wait_patroni_up(struct op *op, int m, const char *want_role, int version,
 			json_object_put(obj);
 			if (strcmp(state, "running") == 0 && role_matches(role, want_role) &&
 			    (version <= 0 || op_major(num) == version)) {
+				progress_end(&pr, true);
 				log_info("%s is up: %s", op->members[m].name, last);
 				return true;
 			}
@@ -124,12 +142,14 @@ op_wait_patroni_up(struct op *op, int m, const char *want_role, int version,
 			snprintf(last, sizeof(last), "%s", err);
 		}
 		if (clock_usec() >= deadline) {
+			progress_end(&pr, false);
 			log_error("%s not running as %s%s within %.0f s; last seen: %s",
 				  op->members[m].name, want_role,
 				  version > 0 ? " of the new version" : "",
 				  (double) timeout_usec / 1e6, last);
 			return false;
 		}
+		progress_tick(&pr, last);
 		clock_sleep_usec(OP_POLL_USEC);
 	}
 }
@@ -167,7 +187,8 @@ op_wait_streaming(struct op *op, uint64_t timeout_usec)
 {
 	struct op_member *l = &op->members[op->leader];
 	struct json_object *obj;
-	char err[1024], missing[128] = "?";
+	struct progress pr;
+	char err[1024], missing[128] = "?", what[200], last[1200];
 	uint64_t deadline = clock_usec() + timeout_usec;
 	bool ok;
 
@@ -175,19 +196,28 @@ op_wait_streaming(struct op *op, uint64_t timeout_usec)
 		printf("    check: %s/patroni lists every replica as streaming\n", l->api);
 		return true;
 	}
+	snprintf(what, sizeof(what), "every replica to stream from %s", l->name);
+	progress_begin(&pr, PROGRESS_WAIT, timeout_usec, what);
 	for (;;) {
 		obj = patroni_get(op->cfg, l->api, "/patroni", err, sizeof(err));
 		ok = obj != NULL && all_streaming(obj, op, missing, sizeof(missing));
 		json_object_put(obj);
 		if (ok) {
+			progress_end(&pr, true);
 			log_info("every replica streams from %s", l->name);
 			return true;
 		}
+		if (obj == NULL)
+			snprintf(last, sizeof(last), "%s", err);
+		else
+			snprintf(last, sizeof(last), "%s not streaming", missing);
 		if (clock_usec() >= deadline) {
+			progress_end(&pr, false);
 			log_error("replica %s does not stream from %s after %.0f s", missing, l->name,
 				  (double) timeout_usec / 1e6);
 			return false;
 		}
+		progress_tick(&pr, last);
 		clock_sleep_usec(OP_POLL_USEC);
 	}
 }
