@@ -510,6 +510,10 @@ class Consul:
             mode += ["-server", "-bootstrap-expect", str(self.bootstrap_expect)]
         for addr in self.join:
             mode += ["-retry-join", addr]
+        if self.join:
+            # agents launched together find each other's ports closed at
+            # first: retry every second, not every 30 s (the default)
+            mode += ["-retry-interval", "1s"]
         cmd = [self.binary, "agent", *mode, "-node", self.node, "-datacenter", self.datacenter,
                "-bind", "127.0.0.1", "-client", "127.0.0.1", "-advertise", "127.0.0.1",
                "-http-port", str(p["http"]), "-dns-port", str(p["dns"]),
