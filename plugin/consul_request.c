@@ -80,9 +80,10 @@ consul_request_retry_after(struct consul_request *req, CURL *easy)
 {
 	curl_off_t secs = 0;
 
-	if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &secs) != CURLE_OK || secs <= 0)
+	if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &secs) != CURLE_OK ||
+	    secs <= 0)
 		return;
-	/* anything above a day is as good as a day: the caller caps it far lower */
+	/* more than a day is as good as a day: the caller caps it far lower */
 	if (secs > 86400)
 		secs = 86400;
 	req->retry_after_usec = (uint64_t)secs * 1000000;
