@@ -148,6 +148,12 @@ PGBC_PATRONI=3 stage "consul_redirect.so following the lab (Patroni $patroni3)" 
 	pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
 PGBC_PATRONI=4 stage "consul_redirect.so following the lab (Patroni $patroni4)" \
 	pytest consul-redirect-patroni4 "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
+# a real Consul datacenter (3 server agents, client agents for Patroni and
+# the fork) and its faults: 429/503 rate limiting through a fault proxy, the
+# Raft leader killed with -9 during a switchover, the fork's agent stopped
+# past Patroni's ttl; one module-scoped lab, bookworm's Patroni: about 95 s
+PGBC_PATRONI=3 stage "consul_redirect.so in a 3-server Consul cluster, Consul faults (Patroni $patroni3)" \
+	pytest consul-cluster "$top/tests/integration/test_consul_cluster.py"
 
 # --- the same code with ASan + UBSan (./configure --enable-sanitizers) ------
 # automake refuses a VPATH build from a source tree configured in place (as

@@ -2,7 +2,9 @@
  * consul_request.c - a Consul GET on the curl loop and the sorting of its
  * answer: Consul's 404 for a missing key carries X-Consul-Index, a bare
  * 404 is something else answering; 403 and other statuses are errors
- * with a printable excerpt of the body (a token is never in it).
+ * with a printable excerpt of the body (a token is never in it); an
+ * error's Retry-After (Consul's rate limiting: 429, 503) is kept for the
+ * caller's backoff.
  */
 
 #include <string.h>
@@ -72,6 +74,21 @@ consul_request_excerpt(const struct consul_response *resp, char *out, size_t len
 	errbuf_printable(buf, out, len);
 }
 
+/* libcurl parses both forms (seconds, HTTP date) into seconds from now */
+static void
+consul_request_retry_after(struct consul_request *req, CURL *easy)
+{
+	curl_off_t secs = 0;
+
+	if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &secs) != CURLE_OK ||
+	    secs <= 0)
+		return;
+	/* more than a day is as good as a day: the caller caps it far lower */
+	if (secs > 86400)
+		secs = 86400;
+	req->retry_after_usec = (uint64_t)secs * 1000000;
+}
+
 enum consul_answer
 consul_request_answer(struct consul_request *req, CURL *easy, CURLcode rc,
 		      const char *errmsg, char *err, size_t errlen)
@@ -80,6 +97,7 @@ consul_request_answer(struct consul_request *req, CURL *easy, CURLcode rc,
 	char body[96];
 
 	req->t = NULL;
+	req->retry_after_usec = 0;
 	consul_response_finish(easy, resp);
 	if (resp->too_large) {
 		errbuf_set(err, errlen, "answer larger than %d bytes refused",
@@ -102,6 +120,7 @@ consul_request_answer(struct consul_request *req, CURL *easy, CURLcode rc,
 	}
 	if (resp->status == 200)
 		return CONSUL_ANSWER_OK;
+	consul_request_retry_after(req, easy);
 	consul_request_excerpt(resp, body, sizeof(body));
 	if (resp->status == 403)
 		errbuf_set(err, errlen, "permission denied (http 403: %s)", body);

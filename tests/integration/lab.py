@@ -451,9 +451,17 @@ class Consul:
 
     def __init__(self, workdir: str | os.PathLike, acl_master_token: str | None = None,
                  binary: str | None = None, node: str = "lab1", datacenter: str = "dc1",
-                 log_level: str = "info", extra_hcl: str | None = None):
+                 log_level: str = "info", extra_hcl: str | None = None,
+                 role: str = "dev", bootstrap_expect: int = 0,
+                 join: Iterable[str] = ()):
+        """role "dev" (in memory), or "server"/"client" of a ConsulCluster:
+        state in workdir/data (kept across restarts), `join` the serf-lan
+        addresses to retry-join, `bootstrap_expect` the servers to wait for."""
+        if role not in ("dev", "server", "client"):
+            raise ValueError(f"consul role {role!r}: say dev, server or client")
         self.workdir = Path(workdir)
         self.extra_hcl = extra_hcl
+        self.role, self.bootstrap_expect, self.join = role, bootstrap_expect, list(join)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.binary = binary or consul_binary()
         self.token = acl_master_token
@@ -497,7 +505,16 @@ class Consul:
     # -- lifecycle
     def _cmd(self) -> list[str]:
         p = self.ports
-        cmd = [self.binary, "agent", "-dev", "-node", self.node, "-datacenter", self.datacenter,
+        mode = ["-dev"] if self.role == "dev" else ["-data-dir", str(self.workdir / "data")]
+        if self.role == "server":
+            mode += ["-server", "-bootstrap-expect", str(self.bootstrap_expect)]
+        for addr in self.join:
+            mode += ["-retry-join", addr]
+        if self.join:
+            # agents launched together find each other's ports closed at
+            # first: retry every second, not every 30 s (the default)
+            mode += ["-retry-interval", "1s"]
+        cmd = [self.binary, "agent", *mode, "-node", self.node, "-datacenter", self.datacenter,
                "-bind", "127.0.0.1", "-client", "127.0.0.1", "-advertise", "127.0.0.1",
                "-http-port", str(p["http"]), "-dns-port", str(p["dns"]),
                "-serf-lan-port", str(p["serf_lan"]), "-serf-wan-port", str(p["serf_wan"]),
@@ -516,10 +533,37 @@ class Consul:
             cmd += ["-config-file", str(extra)]
         return cmd
 
+    @property
+    def serf_lan_address(self) -> str:
+        """What other agents -retry-join."""
+        return f"127.0.0.1:{self.ports['serf_lan']}"
+
+    @property
+    def server_address(self) -> str:
+        """What /v1/status/leader names when this server leads Raft."""
+        return f"127.0.0.1:{self.ports['server']}"
+
     def start(self, timeout: float = 30.0) -> "Consul":
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def kill9(self) -> None:
+        """SIGKILL the agent by PID: no leave, no cleanup (a crash)."""
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        _signal(pid, signal.SIGKILL)
+        wait_pid_gone(pid, 10, self.proc)
+        self.proc = None
+        REGISTRY.remove(self)
+        log(f"kill -9 consul {self.node} (pid {pid})")
+
+    def launch(self) -> "Consul":
+        """Start the process without waiting for it to serve (the servers of
+        a cluster serve only once all of them run)."""
         if self.proc and self.proc.poll() is None:
             return self
-        t0 = time.monotonic()
+        self._t0 = time.monotonic()
         logf = open(self.log_path, "ab")
         logf.write(f"\n==== start #{self.starts + 1} {time.ctime()} ====\n".encode())
         logf.flush()
@@ -529,6 +573,12 @@ class Consul:
         logf.close()
         self.starts += 1
         REGISTRY.add(self)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> "Consul":
+        """Wait until the agent answers, has a Raft leader, takes a KV write
+        and has registered its own node."""
+        t0 = self._t0
         try:
             def ready() -> bool:
                 if self.proc.poll() is not None:
@@ -546,7 +596,7 @@ class Consul:
                     if st != 200:
                         return False
                 # KV store writable?
-                st, _, _ = self._kv_req("PUT", "lab/ready", b"1")
+                st, _, _ = self._kv_req("PUT", f"lab/ready/{self.node}", b"1")
                 if st != 200:
                     return False
                 # the agent's own node registered (sessions need it: a
@@ -560,12 +610,13 @@ class Consul:
                     raise ConsulError(f"consul not ready after {timeout}s; log tail:\n"
                                       f"{self.log_tail()}")
                 time.sleep(0.1)
-            self._kv_req("DELETE", "lab/ready")
+            self._kv_req("DELETE", f"lab/ready/{self.node}")
         except BaseException:
             self.stop()
             raise
         self.start_time = time.monotonic() - t0
-        log(f"consul up at {self.url} (pid {self.pid}) in {self.start_time:.2f}s")
+        log(f"consul {self.role} {self.node} up at {self.url} (pid {self.pid}) in "
+            f"{self.start_time:.2f}s")
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -703,6 +754,86 @@ class Consul:
             q["passing"] = ""
         return self.api("GET", f"/v1/health/service/{name}"
                         + ("?" + urllib.parse.urlencode(q) if q else ""))
+
+
+class ConsulCluster:
+    """A real Consul datacenter on loopback: `servers` server agents
+    (Raft, bootstrap-expect) and one client agent per name in `clients`,
+    each with its own ports and data dir, as in production where every
+    host talks to its local client agent.  raft_multiplier 1 gives
+    production election times (LAB.md: the default 5 took 17 s)."""
+
+    def __init__(self, workdir: str | os.PathLike, binary: str | None = None,
+                 servers: int = 3, clients: Iterable[str] = ("client1",),
+                 datacenter: str = "dc1", log_level: str = "info"):
+        self.workdir = Path(workdir)
+        binary = binary or consul_binary()
+        hcl = "performance {\n  raft_multiplier = 1\n}\n"
+        self.servers = [Consul(self.workdir / f"s{i + 1}", binary=binary, node=f"s{i + 1}",
+                               datacenter=datacenter, log_level=log_level, extra_hcl=hcl,
+                               role="server", bootstrap_expect=servers)
+                        for i in range(servers)]
+        joins = [s.serf_lan_address for s in self.servers]
+        for s in self.servers:
+            s.join = [a for a in joins if a != s.serf_lan_address]
+        self.clients = {n: Consul(self.workdir / n, binary=binary, node=n,
+                                  datacenter=datacenter, log_level=log_level,
+                                  extra_hcl=hcl, role="client", join=joins)
+                        for n in clients}
+        self.start_time: float | None = None
+
+    def __repr__(self) -> str:
+        return (f"<ConsulCluster servers={[s.node for s in self.servers]} "
+                f"clients={list(self.clients)}>")
+
+    def agents(self) -> list[Consul]:
+        return [*self.servers, *self.clients.values()]
+
+    def client(self, name: str) -> Consul:
+        return self.clients[name]
+
+    def start(self, timeout: float = 60.0) -> "ConsulCluster":
+        t0 = time.monotonic()
+        try:
+            for a in self.agents():
+                a.launch()
+            for a in self.agents():
+                a.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_time = time.monotonic() - t0
+        log(f"consul cluster up in {self.start_time:.1f}s: leader {self.leader().node}")
+        return self
+
+    def stop(self) -> None:
+        for a in reversed(self.agents()):
+            a.stop()
+
+    def leader(self, via: Consul | None = None) -> Consul:
+        """The server that leads Raft now, as `via` (default: any running
+        agent) sees it; raises ConsulError while there is none."""
+        for a in ([via] if via else self.agents()):
+            if a.proc is None:
+                continue
+            try:
+                st, body = http_json("GET", a.url + "/v1/status/leader", timeout=2)
+            except OSError:
+                continue
+            for s in self.servers:
+                if st == 200 and body == s.server_address:
+                    return s
+        raise ConsulError("no consul raft leader")
+
+    def wait_leader(self, not_node: str | None = None, timeout: float = 60.0) -> Consul:
+        """Wait for a Raft leader (other than the server named not_node) that
+        every running agent agrees on."""
+        def agreed() -> Consul | None:
+            seen = {self.leader(a).node for a in self.agents() if a.proc is not None}
+            if len(seen) == 1 and not_node not in seen:
+                return self.leader()
+            return None
+        return wait_until(agreed, timeout, 0.1, f"a consul raft leader other than {not_node}")
 
 
 def _hget(hdrs: dict, name: str) -> str | None:
