@@ -112,7 +112,7 @@ get_object(const struct helper_config *cfg, const char *url, const char *path, c
 	bool ok;
 
 	if (url != NULL)
-		ok = http_patroni_url(url, HTTP_TIMEOUT_MS, &resp, err, errlen);
+		ok = http_patroni_url(cfg, url, HTTP_TIMEOUT_MS, &resp, err, errlen);
 	else
 		ok = http_patroni(cfg, "GET", path, NULL, HTTP_TIMEOUT_MS, &resp, err, errlen);
 	if (!ok)
