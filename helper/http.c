@@ -162,8 +162,10 @@ http_consul_kv(const struct helper_config *cfg, const char *key, uint64_t index,
 
 /*
  * method url on a Patroni REST API with the [helper] patroni_* TLS files
- * and basic auth (no Consul token, no proxy); an HTTP 401 is an error
- * saying which credentials were missing or refused.
+ * (no Consul token, no proxy), and basic auth on everything but GET:
+ * Patroni asks it only of unsafe calls, and a GET may go to an api_url
+ * read from the DCS, which must not learn the password.  An HTTP 401 is
+ * an error saying which credentials were missing or refused.
  */
 static bool
 patroni_perform(const struct helper_config *cfg, const char *method, const char *url,
@@ -171,9 +173,10 @@ patroni_perform(const struct helper_config *cfg, const char *method, const char 
 		size_t errlen)
 {
 	struct consul_settings s;
+	bool unsafe = strcmp(method, "GET") != 0;
 	struct http_peer peer = {
 		"patroni_ca_file, patroni_cert_file, patroni_key_file",
-		cfg->patroni_username, cfg->patroni_password
+		unsafe ? cfg->patroni_username : NULL, unsafe ? cfg->patroni_password : NULL
 	};
 	char shown[ERRBUF_VALUE_MAX];
 
@@ -185,7 +188,7 @@ patroni_perform(const struct helper_config *cfg, const char *method, const char 
 		return false;
 	if (resp->status != 401)
 		return true;
-	if (cfg->patroni_username[0] == '\0') {
+	if (peer.username == NULL || peer.username[0] == '\0') {
 		errbuf_set(err, errlen, "%s %s: patroni answered HTTP 401 (authentication "
 			   "required): set patroni_username and patroni_password_file", method, url);
 	} else {
