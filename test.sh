@@ -43,11 +43,14 @@ stage() {
 
 # --- Debian packages ----------------------------------------------------
 scripts/install-deps.sh "$results"
-# the lab's second Patroni (PGBC_PATRONI=4): trixie's, pinned, unpacked
-# into the cache beside bookworm's installed 3.0.2; cached after the first run
+# the lab's second and third Patroni (PGBC_PATRONI=4, 4.1): trixie's and
+# sid's, pinned, unpacked into the cache beside bookworm's installed 3.0.2;
+# cached after the first run
 scripts/fetch-patroni.sh "$PGBC_CACHE"
+scripts/fetch-patroni.sh "$PGBC_CACHE" tests/lab/patroni41.pin
 patroni3=$(dpkg-query -W -f='${Version}' patroni | sed 's/-[^-]*$//')
 patroni4=$(sed -n 's/^PATRONI_VERSION=//p' tests/lab/patroni4.pin)
+patroni41=$(sed -n 's/^PATRONI_VERSION=//p' tests/lab/patroni41.pin)
 # every lab stage runs on bookworm's Patroni unless it says otherwise
 export PGBC_PATRONI=3
 
@@ -144,6 +147,13 @@ PGBC_PATRONI=3 stage "pgbouncer-helper upgrade 13 -> 15 and restore (Patroni $pa
 	pytest upgrade-restore "$top/tests/integration/test_upgrade_restore.py"
 PGBC_PATRONI=4 stage "pgbouncer-helper upgrade 13 -> 15 and restore (Patroni $patroni4)" \
 	pytest upgrade-restore-patroni4 "$top/tests/integration/test_upgrade_restore.py"
+# sid's 4.1 (LAB.md: replicas' receive_lsn/replay_lsn) for the helper only:
+# about 160 s and 90 s more
+PGBC_PATRONI=4.1 stage "pgbouncer-helper against the lab (Patroni $patroni41)" \
+	pytest helper-patroni41 "$top/tests/integration/test_helper.py" \
+	"$top/tests/integration/test_helper_hardened.py"
+PGBC_PATRONI=4.1 stage "pgbouncer-helper upgrade 13 -> 15 and restore (Patroni $patroni41)" \
+	pytest upgrade-restore-patroni41 "$top/tests/integration/test_upgrade_restore.py"
 # once per Patroni the plugin must follow (tests/integration/lab.py reads
 # PGBC_PATRONI and checks the cluster runs that version), one after the
 # other: their timings must not compete for the 2 cores

@@ -13,7 +13,8 @@ chowned to postgres.
 Which Patroni runs comes from one place, $PGBC_PATRONI (patroni_install()):
 ``3`` (default) is bookworm's installed /usr/bin/patroni 3.0.2, ``4`` is trixie's
 4.0.7 unpacked by scripts/fetch-patroni.sh into $PGBC_CACHE/patroni-4.0.7 and run
-with /usr/bin/python3 and that prefix on PYTHONPATH.  A cluster checks at start
+with /usr/bin/python3 and that prefix on PYTHONPATH, ``4.1`` sid's 4.1.5 the same
+way (PGBC_PATRONI_PIN=tests/lab/patroni41.pin for the fetch script).  A cluster checks at start
 that Patroni says the version asked for (``cluster.patroni_version``).
 
 Typical use::
@@ -53,6 +54,8 @@ REPO = HERE.parent.parent
 FETCH_CONSUL = REPO / "tests" / "lab" / "fetch-consul.sh"
 FETCH_PATRONI = REPO / "scripts" / "fetch-patroni.sh"
 PATRONI4_PIN = REPO / "tests" / "lab" / "patroni4.pin"
+# PGBC_PATRONI values run from a private prefix, and the pin that says which
+PATRONI_PINS = {"4": PATRONI4_PIN, "4.1": REPO / "tests" / "lab" / "patroni41.pin"}
 DEFAULT_CACHE = "/var/cache/pgbouncer-consul"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # bookworm's installed Patroni (PGBC_PATRONI=3); patroni_install() picks one
@@ -452,23 +455,29 @@ class PatroniInstall:
 
 def patroni_install(major: str | None = None) -> PatroniInstall:
     """The Patroni the lab runs: `major` or $PGBC_PATRONI, "3" (default:
-    bookworm's /usr/bin/patroni 3.0.2) or "4" (trixie's, unpacked by
-    scripts/fetch-patroni.sh into $PGBC_CACHE/patroni-<version>)."""
+    bookworm's /usr/bin/patroni 3.0.2), "4" (trixie's 4.0.7) or "4.1" (sid's
+    4.1.5), both unpacked by scripts/fetch-patroni.sh into
+    $PGBC_CACHE/patroni-<version>.  The install's `major` is "3" or "4"
+    (what differs between Patroni's major versions)."""
     major = str(major or os.environ.get("PGBC_PATRONI") or "3")
     if major == "3":
         if not os.path.exists(PATRONI_BIN):
             raise RuntimeError(f"{PATRONI_BIN} missing: apt-get install patroni "
                                "(scripts/install-deps.sh)")
         return PatroniInstall("3", PATRONI3_VERSION)
-    if major == "4":
-        version = _pin_values(PATRONI4_PIN)["PATRONI_VERSION"]
+    if major in PATRONI_PINS:
+        pin = PATRONI_PINS[major]
+        version = _pin_values(pin)["PATRONI_VERSION"]
         cache = Path(os.environ.get("PGBC_CACHE") or DEFAULT_CACHE)
         prefix = cache / f"patroni-{version}"
         if not (prefix / "usr" / "bin" / "patroni").exists():
-            raise RuntimeError(f"PGBC_PATRONI=4: no Patroni {version} in {prefix}: "
-                               f"run {FETCH_PATRONI} {cache} (test.sh does)")
-        return PatroniInstall("4", version, prefix)
-    raise RuntimeError(f"PGBC_PATRONI={major!r}: say 3 (Patroni {PATRONI3_VERSION}) or 4")
+            fetch = FETCH_PATRONI if pin == PATRONI4_PIN else \
+                f"PGBC_PATRONI_PIN={pin} {FETCH_PATRONI}"
+            raise RuntimeError(f"PGBC_PATRONI={major}: no Patroni {version} in {prefix}: "
+                               f"run {fetch} {cache} (test.sh does)")
+        return PatroniInstall(major.split(".")[0], version, prefix)
+    raise RuntimeError(f"PGBC_PATRONI={major!r}: say 3 (Patroni {PATRONI3_VERSION}), "
+                       f"4 or 4.1 (tests/lab/patroni4.pin, patroni41.pin)")
 
 
 @dataclass

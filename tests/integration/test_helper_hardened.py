@@ -11,7 +11,8 @@ fails with an error naming what is missing without them.
 
     /usr/bin/python3 -m pytest -v tests/integration/test_helper_hardened.py   (as root)
 
-PGBC_PATRONI chooses Patroni 3 (3.0.2) or 4 (4.0.7), as for test_helper.py.
+PGBC_PATRONI chooses Patroni 3 (3.0.2), 4 (4.0.7) or 4.1 (4.1.5), as for
+test_helper.py.
 """
 
 from __future__ import annotations
