@@ -17,9 +17,12 @@ test_helper.py.
 
 from __future__ import annotations
 
+import http.server
 import os
 import ssl
+import threading
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -179,6 +182,80 @@ def test_no_client_certificate_names_the_tls_settings(tmp_path, consul, hardened
     ini = hardened_ini(tmp_path, consul, hardened, tls, name="noca.ini", patroni_ca_file="")
     r = run_helper("topology", ini=ini)
     assert r.returncode == 1 and "TLS: check patroni_ca_file" in r.stderr
+
+
+class AuthRecorder:
+    """A plain-http listener in front of the hardened Patroni: forwards each
+    request (method, path, body, Authorization) over https with the lab's
+    client certificate and records (method, path, carried Authorization)."""
+
+    def __init__(self, upstream: str, context: ssl.SSLContext) -> None:
+        self.requests: list[tuple[str, str, bool]] = []
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=context))
+        rec = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def relay(self):
+                auth = self.headers.get("Authorization")
+                rec.requests.append((self.command, self.path, auth is not None))
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                hdrs = {"Content-Type": "application/json"} if body else {}
+                if auth:
+                    hdrs["Authorization"] = auth
+                req = urllib.request.Request(upstream + self.path, data=body, headers=hdrs,
+                                             method=self.command)
+                try:
+                    with opener.open(req, timeout=10) as r:
+                        status, data = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    status, data = e.code, e.read()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PATCH = relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", lab.free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def test_basic_auth_only_with_the_calls_patroni_protects(tmp_path, consul, hardened, tls,
+                                                          password_file):
+    """The password goes with PATCH /config, never with a GET (GETs may go to
+    api_urls read from the DCS)."""
+    leader = hardened.wait_for_leader()
+    rec = AuthRecorder(hardened.member(leader).api_url, tls.client_context())
+    try:
+        ini = write_ini(tmp_path / "h.ini", consul, patroni_url=rec.url,
+                        patroni_username=API_USER, patroni_password_file=str(password_file))
+        try:
+            r = run_helper("maintenance", "pause", ini=ini)
+            assert r.returncode == 0, r.stderr
+            assert paused(hardened)
+        finally:
+            r = run_helper("maintenance", "resume", ini=ini)
+        assert r.returncode == 0, r.stderr
+        assert run_helper("topology", ini=ini).returncode == 0
+    finally:
+        rec.close()
+    assert rec.requests.count(("PATCH", "/config", True)) == 2, rec.requests
+    gets = [q for q in rec.requests if q[0] == "GET"]
+    assert {q[1] for q in gets} >= {"/cluster", "/patroni"}, gets
+    assert not any(q[2] for q in gets), gets
+    assert not paused(hardened)
 
 
 def test_discovery_gets_with_client_certificate(tmp_path, consul, hardened, tls):
