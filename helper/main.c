@@ -113,9 +113,11 @@ usage(FILE *out)
 		"       pgbouncer-helper --version\n\n"
 		"  -c FILE   helper.ini (default %s)\n"
 		"  options naming a helper.ini key override the file:\n"
-		"  --scope, --patroni-url, --pgbouncer-admin, --auth-file, --extra-users-file,\n"
-		"  --source, --exclude-users, --sync-interval, --pgbackrest-stanza, --datacenters,\n"
-		"  --dns-ttl, --consul-url, --consul-token-file, --consul-ca-file,\n"
+		"  --scope, --patroni-url, --patroni-username, --patroni-password-file,\n"
+		"  --patroni-ca-file, --patroni-cert-file, --patroni-key-file, --pgbouncer-admin,\n"
+		"  --auth-file, --extra-users-file, --source, --exclude-users, --sync-interval,\n"
+		"  --pgbackrest-stanza, --datacenters, --dns-ttl, --consul-url,\n"
+		"  --consul-token-file, --consul-ca-file, --consul-cert-file, --consul-key-file,\n"
 		"  --consul-namespace, --consul-wait, --consul-consistency, --consul-proxy\n\n"
 		"subcommands:\n", HELPER_CONFIG_DEFAULT_FILE);
 	for (c = commands; c->name; c++)

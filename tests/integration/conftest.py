@@ -8,8 +8,8 @@ Environment:
     PGBC_CACHE   cache dir for the Consul .deb/binary (default /var/cache/pgbouncer-consul)
     PGBC_CONSUL  use this consul binary instead of fetching one
     PGBC_KEEP    if set, keep the lab work dirs under /tmp after the run (for logs)
-    PGBC_PATRONI 3 (default: bookworm's 3.0.2) or 4 (trixie's 4.0.7, fetched by
-                 scripts/fetch-patroni.sh into $PGBC_CACHE)
+    PGBC_PATRONI 3 (default: bookworm's 3.0.2), 4 (trixie's 4.0.7) or 4.1 (sid's
+                 4.1.5), fetched by scripts/fetch-patroni.sh into $PGBC_CACHE
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ chowned to postgres.
 Which Patroni runs comes from one place, $PGBC_PATRONI (patroni_install()):
 ``3`` (default) is bookworm's installed /usr/bin/patroni 3.0.2, ``4`` is trixie's
 4.0.7 unpacked by scripts/fetch-patroni.sh into $PGBC_CACHE/patroni-4.0.7 and run
-with /usr/bin/python3 and that prefix on PYTHONPATH.  A cluster checks at start
+with /usr/bin/python3 and that prefix on PYTHONPATH, ``4.1`` sid's 4.1.5 the same
+way (PGBC_PATRONI_PIN=tests/lab/patroni41.pin for the fetch script).  A cluster checks at start
 that Patroni says the version asked for (``cluster.patroni_version``).
 
 Typical use::
@@ -36,6 +37,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -52,6 +54,8 @@ REPO = HERE.parent.parent
 FETCH_CONSUL = REPO / "tests" / "lab" / "fetch-consul.sh"
 FETCH_PATRONI = REPO / "scripts" / "fetch-patroni.sh"
 PATRONI4_PIN = REPO / "tests" / "lab" / "patroni4.pin"
+# PGBC_PATRONI values run from a private prefix, and the pin that says which
+PATRONI_PINS = {"4": PATRONI4_PIN, "4.1": REPO / "tests" / "lab" / "patroni41.pin"}
 DEFAULT_CACHE = "/var/cache/pgbouncer-consul"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # bookworm's installed Patroni (PGBC_PATRONI=3); patroni_install() picks one
@@ -270,8 +274,10 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def http_request(method: str, url: str, body: Any = None, headers: dict | None = None,
-                 timeout: float = 10.0) -> tuple[int, dict, bytes]:
-    """(status, headers, body) - never raises for HTTP error statuses."""
+                 timeout: float = 10.0,
+                 context: ssl.SSLContext | None = None) -> tuple[int, dict, bytes]:
+    """(status, headers, body) - never raises for HTTP error statuses.  context:
+    the TLS context for https (CA, client certificate)."""
     data = None
     hdrs = dict(headers or {})
     if body is not None:
@@ -283,16 +289,20 @@ def http_request(method: str, url: str, body: Any = None, headers: dict | None =
             data = json.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    opener = _OPENER if context is None else urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
     try:
-        with _OPENER.open(req, timeout=timeout) as r:
+        with opener.open(req, timeout=timeout) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers or {}), e.read() if e.fp else b""
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0,
-              headers: dict | None = None) -> tuple[int, Any]:
-    status, _, raw = http_request(method, url, body, headers=headers, timeout=timeout)
+              headers: dict | None = None,
+              context: ssl.SSLContext | None = None) -> tuple[int, Any]:
+    status, _, raw = http_request(method, url, body, headers=headers, timeout=timeout,
+                                  context=context)
     try:
         return status, json.loads(raw) if raw else None
     except ValueError:
@@ -316,6 +326,52 @@ def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.2,
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
                                + (f" (last error: {last_exc!r})" if last_exc else ""))
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- tls
+
+@dataclass
+class TlsFiles:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client
+    certificate it signed, as PEM files (readable by postgres)."""
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def client_context(self, cert: bool = True) -> ssl.SSLContext:
+        """A context trusting the CA, presenting the client certificate if cert."""
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        if cert:
+            ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_tls_files(d: Path, owner: str | None = PG_USER) -> TlsFiles:
+    """A CA, a server cert (SAN IP:127.0.0.1) and a client cert (CN lab-client) in d."""
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+             "/CN=lab-ca", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    ext = d / "server.ext"
+    ext.write_text("subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage = clientAuth\n")
+    for name, cn in (("server", "127.0.0.1"), ("client", "lab-client")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+                 "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))
+        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
+                 "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
+                 "-extfile", str(d / f"{name}.ext"), "-out", str(d / f"{name}.pem"))
+    for f in d.iterdir():
+        f.chmod(0o600 if f.suffix == ".key" else 0o644)
+    if owner:
+        chown_tree(d, owner)
+    return TlsFiles(ca=d / "ca.pem", server_cert=d / "server.pem", server_key=d / "server.key",
+                    client_cert=d / "client.pem", client_key=d / "client.key")
 
 
 # --------------------------------------------------------------------------- consul
@@ -399,23 +455,29 @@ class PatroniInstall:
 
 def patroni_install(major: str | None = None) -> PatroniInstall:
     """The Patroni the lab runs: `major` or $PGBC_PATRONI, "3" (default:
-    bookworm's /usr/bin/patroni 3.0.2) or "4" (trixie's, unpacked by
-    scripts/fetch-patroni.sh into $PGBC_CACHE/patroni-<version>)."""
+    bookworm's /usr/bin/patroni 3.0.2), "4" (trixie's 4.0.7) or "4.1" (sid's
+    4.1.5), both unpacked by scripts/fetch-patroni.sh into
+    $PGBC_CACHE/patroni-<version>.  The install's `major` is "3" or "4"
+    (what differs between Patroni's major versions)."""
     major = str(major or os.environ.get("PGBC_PATRONI") or "3")
     if major == "3":
         if not os.path.exists(PATRONI_BIN):
             raise RuntimeError(f"{PATRONI_BIN} missing: apt-get install patroni "
                                "(scripts/install-deps.sh)")
         return PatroniInstall("3", PATRONI3_VERSION)
-    if major == "4":
-        version = _pin_values(PATRONI4_PIN)["PATRONI_VERSION"]
+    if major in PATRONI_PINS:
+        pin = PATRONI_PINS[major]
+        version = _pin_values(pin)["PATRONI_VERSION"]
         cache = Path(os.environ.get("PGBC_CACHE") or DEFAULT_CACHE)
         prefix = cache / f"patroni-{version}"
         if not (prefix / "usr" / "bin" / "patroni").exists():
-            raise RuntimeError(f"PGBC_PATRONI=4: no Patroni {version} in {prefix}: "
-                               f"run {FETCH_PATRONI} {cache} (test.sh does)")
-        return PatroniInstall("4", version, prefix)
-    raise RuntimeError(f"PGBC_PATRONI={major!r}: say 3 (Patroni {PATRONI3_VERSION}) or 4")
+            fetch = FETCH_PATRONI if pin == PATRONI4_PIN else \
+                f"PGBC_PATRONI_PIN={pin} {FETCH_PATRONI}"
+            raise RuntimeError(f"PGBC_PATRONI={major}: no Patroni {version} in {prefix}: "
+                               f"run {fetch} {cache} (test.sh does)")
+        return PatroniInstall(major.split(".")[0], version, prefix)
+    raise RuntimeError(f"PGBC_PATRONI={major!r}: say 3 (Patroni {PATRONI3_VERSION}), "
+                       f"4 or 4.1 (tests/lab/patroni4.pin, patroni41.pin)")
 
 
 @dataclass
@@ -947,6 +1009,7 @@ class Member:
     host: str = "127.0.0.1"
     proc: subprocess.Popen | None = None
     starts: int = 0
+    scheme: str = "http"
 
     @property
     def data_dir(self) -> Path:
@@ -966,7 +1029,7 @@ class Member:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"{self.scheme}://127.0.0.1:{self.api_port}"
 
     @property
     def pid(self) -> int | None:
@@ -1027,8 +1090,16 @@ class PatroniCluster:
                  members: int = 3, namespace: str = "service", ttl: int = 20,
                  loop_wait: int = 2, retry_timeout: int | None = None,
                  names: Iterable[str] | None = None, pg_parameters: dict | None = None,
-                 register_service: bool = True, patroni: str | None = None):
+                 register_service: bool = True, patroni: str | None = None,
+                 restapi_auth: tuple[str, str] | None = None,
+                 restapi_tls: TlsFiles | None = None):
+        """restapi_auth: (username, password) Patroni's REST API asks of unsafe
+        calls (PATCH /config, switchover, restart...); restapi_tls: https with
+        verify_client required (a client certificate for every call).  The
+        lab's own REST calls, Patroni's and patronictl's use both."""
         self.workdir = Path(workdir)
+        self.restapi_auth = restapi_auth
+        self.restapi_tls = restapi_tls
         self.consul = consul
         self.scope = scope
         self.namespace = namespace.strip("/")
@@ -1053,7 +1124,8 @@ class PatroniCluster:
         self._members: dict[str, Member] = {}
         for n in names:
             self._members[n] = Member(name=n, port=free_port(), api_port=free_port(),
-                                      dir=self.workdir / n)
+                                      dir=self.workdir / n,
+                                      scheme="https" if restapi_tls else "http")
         self.start_time: float | None = None
         self._write_configs()
 
@@ -1114,7 +1186,9 @@ class PatroniCluster:
             "log": {"level": "INFO",
                     "format": "%(asctime)s %(levelname)s: %(message)s"},
             "restapi": {"listen": f"127.0.0.1:{m.api_port}",
-                        "connect_address": f"127.0.0.1:{m.api_port}"},
+                        "connect_address": f"127.0.0.1:{m.api_port}",
+                        **self._restapi_hardening()[0]},
+            **({"ctl": self._restapi_hardening()[1]} if self.restapi_tls else {}),
             "consul": consul_cfg,
             "bootstrap": {
                 "dcs": {
@@ -1146,6 +1220,21 @@ class PatroniCluster:
             },
             "watchdog": {"mode": "off"},
         }
+
+    def _restapi_hardening(self) -> tuple[dict, dict]:
+        """(restapi keys, ctl section) for restapi_auth and restapi_tls."""
+        restapi: dict[str, Any] = {}
+        ctl: dict[str, Any] = {}
+        if self.restapi_auth:
+            restapi["authentication"] = {"username": self.restapi_auth[0],
+                                         "password": self.restapi_auth[1]}
+        t = self.restapi_tls
+        if t:
+            restapi.update(certfile=str(t.server_cert), keyfile=str(t.server_key),
+                           cafile=str(t.ca), verify_client="required")
+            ctl.update(insecure=False, cacert=str(t.ca), certfile=str(t.client_cert),
+                       keyfile=str(t.client_key))
+        return restapi, ctl
 
     def _write_configs(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -1357,9 +1446,20 @@ class PatroniCluster:
         kv = self.consul.kv_get(self.member_key(name))
         return kv.json() if kv else None
 
+    def rest_credentials(self) -> dict:
+        """http_json keyword arguments with the REST API's basic auth and TLS."""
+        kw: dict[str, Any] = {}
+        if self.restapi_auth:
+            token = base64.b64encode(":".join(self.restapi_auth).encode()).decode()
+            kw["headers"] = {"Authorization": f"Basic {token}"}
+        if self.restapi_tls:
+            kw["context"] = self.restapi_tls.client_context()
+        return kw
+
     def rest(self, name: str, path: str, method: str = "GET", body: Any = None,
              timeout: float = 5.0) -> tuple[int, Any]:
-        return http_json(method, self._members[name].api_url + path, body, timeout=timeout)
+        return http_json(method, self._members[name].api_url + path, body, timeout=timeout,
+                         **self.rest_credentials())
 
     def cluster_view(self) -> dict | None:
         """GET /cluster from the first member that answers."""
@@ -1367,7 +1467,8 @@ class PatroniCluster:
             if m.pid is None:
                 continue
             try:
-                st, body = http_json("GET", m.api_url + "/cluster", timeout=2)
+                st, body = http_json("GET", m.api_url + "/cluster", timeout=2,
+                                     **self.rest_credentials())
                 if st == 200 and isinstance(body, dict):
                     return body
             except OSError:

@@ -5,7 +5,6 @@ verified against ca_file, and a certificate it does not trust is refused
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -15,31 +14,12 @@ from fork import Bouncer, db_line
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180, method="signal")]
 
 
-def make_ca(d, name):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", f"/CN={name}", "-keyout", str(d / f"{name}.key"),
-                    "-out", str(d / f"{name}.pem")], check=True, capture_output=True)
-    return d / f"{name}.pem", d / f"{name}.key"
-
-
-def make_cert(d, ca_pem, ca_key):
-    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-                    "-keyout", str(d / "agent.key"), "-out", str(d / "agent.csr")],
-                   check=True, capture_output=True)
-    (d / "san.ext").write_text("subjectAltName = IP:127.0.0.1\n")
-    subprocess.run(["openssl", "x509", "-req", "-in", str(d / "agent.csr"), "-CA", str(ca_pem),
-                    "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
-                    "-extfile", str(d / "san.ext"), "-out", str(d / "agent.pem")],
-                   check=True, capture_output=True)
-    return d / "agent.pem", d / "agent.key"
-
-
 @pytest.fixture(scope="module")
 def tls_consul():
     d = lab.make_workdir("pgbc-tls-")
-    ca_pem, ca_key = make_ca(d, "lab-ca")
-    other_ca, _ = make_ca(d, "other-ca")
-    cert, key = make_cert(d, ca_pem, ca_key)
+    tls = lab.make_tls_files(d / "tls")
+    other_ca = lab.make_tls_files(d / "other").ca      # a CA that did not sign the agent's
+    ca_pem, cert, key = tls.ca, tls.server_cert, tls.server_key
     https = lab.free_port()
     c = lab.Consul(d / "consul", extra_hcl=(
         f'ports {{ https = {https} }}\n'

@@ -1,7 +1,8 @@
 """pgbouncer-helper upgrade and restore against the real lab: a 3-member Patroni
 cluster on PostgreSQL 13 (Debian bullseye's binaries from a private prefix) is
 upgraded to 15 with `upgrade run`, then restored from pgBackRest with `restore run`.
-Patroni is bookworm's 3.0.2, or trixie's 4.0.7 with PGBC_PATRONI=4 (see lab.py).
+Patroni is bookworm's 3.0.2, trixie's 4.0.7 with PGBC_PATRONI=4 or sid's 4.1.5
+with PGBC_PATRONI=4.1 (see lab.py).
 
     /usr/bin/python3 -m pytest -v tests/integration/test_upgrade_restore.py   (as root)
 
