@@ -43,11 +43,14 @@ stage() {
 
 # --- Debian packages ----------------------------------------------------
 scripts/install-deps.sh "$results"
-# the lab's second Patroni (PGBC_PATRONI=4): trixie's, pinned, unpacked
-# into the cache beside bookworm's installed 3.0.2; cached after the first run
+# the lab's second and third Patroni (PGBC_PATRONI=4, 4.1): trixie's and
+# sid's, pinned, unpacked into the cache beside bookworm's installed 3.0.2;
+# cached after the first run
 scripts/fetch-patroni.sh "$PGBC_CACHE"
+scripts/fetch-patroni.sh "$PGBC_CACHE" tests/lab/patroni41.pin
 patroni3=$(dpkg-query -W -f='${Version}' patroni | sed 's/-[^-]*$//')
 patroni4=$(sed -n 's/^PATRONI_VERSION=//p' tests/lab/patroni4.pin)
+patroni41=$(sed -n 's/^PATRONI_VERSION=//p' tests/lab/patroni41.pin)
 # every lab stage runs on bookworm's Patroni unless it says otherwise
 export PGBC_PATRONI=3
 
@@ -132,15 +135,25 @@ stage "lab: real Consul 1.8.7 and Patroni $patroni3 cluster" pytest lab "$top/te
 # the helper's lab tests, like the plugin's below, once per Patroni (4.x
 # names the leader's role primary, adds /cluster fields, keeps the leader
 # key a loop longer on a switchover), one after the other: about 115 s
-# (helper) and 65 s / 80 s (upgrade/restore on 3 / 4) each
+# (helper) + 15 s (hardened REST API and Consul: basic auth, client
+# certificates) and 65 s / 80 s (upgrade/restore on 3 / 4) each
 PGBC_PATRONI=3 stage "pgbouncer-helper against the lab (Patroni $patroni3)" \
-	pytest helper "$top/tests/integration/test_helper.py"
+	pytest helper "$top/tests/integration/test_helper.py" \
+	"$top/tests/integration/test_helper_hardened.py"
 PGBC_PATRONI=4 stage "pgbouncer-helper against the lab (Patroni $patroni4)" \
-	pytest helper-patroni4 "$top/tests/integration/test_helper.py"
+	pytest helper-patroni4 "$top/tests/integration/test_helper.py" \
+	"$top/tests/integration/test_helper_hardened.py"
 PGBC_PATRONI=3 stage "pgbouncer-helper upgrade 13 -> 15 and restore (Patroni $patroni3)" \
 	pytest upgrade-restore "$top/tests/integration/test_upgrade_restore.py"
 PGBC_PATRONI=4 stage "pgbouncer-helper upgrade 13 -> 15 and restore (Patroni $patroni4)" \
 	pytest upgrade-restore-patroni4 "$top/tests/integration/test_upgrade_restore.py"
+# sid's 4.1 (LAB.md: replicas' receive_lsn/replay_lsn) for the helper only:
+# about 160 s and 90 s more
+PGBC_PATRONI=4.1 stage "pgbouncer-helper against the lab (Patroni $patroni41)" \
+	pytest helper-patroni41 "$top/tests/integration/test_helper.py" \
+	"$top/tests/integration/test_helper_hardened.py"
+PGBC_PATRONI=4.1 stage "pgbouncer-helper upgrade 13 -> 15 and restore (Patroni $patroni41)" \
+	pytest upgrade-restore-patroni41 "$top/tests/integration/test_upgrade_restore.py"
 # once per Patroni the plugin must follow (tests/integration/lab.py reads
 # PGBC_PATRONI and checks the cluster runs that version), one after the
 # other: their timings must not compete for the 2 cores
@@ -148,6 +161,12 @@ PGBC_PATRONI=3 stage "consul_redirect.so following the lab (Patroni $patroni3)" 
 	pytest consul-redirect "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py" "$top/tests/integration/test_consul_scale.py"
 PGBC_PATRONI=4 stage "consul_redirect.so following the lab (Patroni $patroni4)" \
 	pytest consul-redirect-patroni4 "$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
+# a real Consul datacenter (3 server agents, client agents for Patroni and
+# the fork) and its faults: 429/503 rate limiting through a fault proxy, the
+# Raft leader killed with -9 during a switchover, the fork's agent stopped
+# past Patroni's ttl; one module-scoped lab, bookworm's Patroni: about 95 s
+PGBC_PATRONI=3 stage "consul_redirect.so in a 3-server Consul cluster, Consul faults (Patroni $patroni3)" \
+	pytest consul-cluster "$top/tests/integration/test_consul_cluster.py"
 
 # --- the same code with ASan + UBSan (./configure --enable-sanitizers) ------
 # automake refuses a VPATH build from a source tree configured in place (as
@@ -211,7 +230,7 @@ san_lab() {
 }
 # all of the plugin's integration tests (about 150 s sanitized), on both
 # Patroni versions (4.x writes records the plugin parses differently:
-# primary, demoted, replication_state), and the helper's (about 120 s);
+# primary, demoted, replication_state), and the helper's (about 135 s);
 # the upgrade/restore tests (minutes of pg_upgrade and pgBackRest, little
 # of our code) run on the normal build only
 PGBC_PATRONI=3 stage "sanitizers: consul_redirect.so following the lab (Patroni $patroni3)" san_run lab san_lab consul-redirect-san \
@@ -219,7 +238,7 @@ PGBC_PATRONI=3 stage "sanitizers: consul_redirect.so following the lab (Patroni 
 PGBC_PATRONI=4 stage "sanitizers: consul_redirect.so following the lab (Patroni $patroni4)" san_run lab-patroni4 san_lab consul-redirect-san-patroni4 \
 	"$top/tests/integration/test_consul_redirect.py" "$top/tests/integration/test_patroni_states.py" "$top/tests/integration/test_consul_tls.py"
 stage "sanitizers: pgbouncer-helper against the lab" san_run helper san_lab helper-san \
-	"$top/tests/integration/test_helper.py"
+	"$top/tests/integration/test_helper.py" "$top/tests/integration/test_helper_hardened.py"
 
 if [ "$quick" = no ]; then
 	upstream_suite() {

@@ -13,29 +13,24 @@
 #include "duration.h"
 #include "errbuf.h"
 #include "log.h"
+#include "pg_connect.h"
 #include "run.h"
 
 /* local Postgres (conninfo: source as written) in recovery? */
 static bool
 local_in_recovery(const struct helper_config *cfg, bool *in_recovery, char *err, size_t errlen)
 {
-	const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-	const char *values[] = {"10", "pgbouncer-helper", cfg->source, NULL};
 	PGconn *conn;
 	PGresult *res;
 	bool ok = false;
 
-	conn = PQconnectdbParams(keys, values, 1);
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		errbuf_set(err, errlen, "cannot connect to the local postgres (source): %s",
-			   conn ? strtok(PQerrorMessage(conn), "\n") : "out of memory");
-		PQfinish(conn);
+	conn = pg_connect(cfg, NULL, 0, 10, "the local postgres", err, errlen);
+	if (conn == NULL)
 		return false;
-	}
 	res = PQexec(conn, "select pg_is_in_recovery()");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		errbuf_set(err, errlen, "select pg_is_in_recovery() failed: %s",
-			   strtok(PQerrorMessage(conn), "\n"));
+			   pg_error_line(conn));
 	} else {
 		*in_recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 		ok = true;
@@ -74,11 +69,8 @@ cmd_backup(struct helper_config *cfg, int argc, char **argv)
 			program = optarg;
 			break;
 		case 'T':
-			if (!duration_parse(optarg, &timeout, err, sizeof(err)) || timeout == 0) {
-				log_error("--timeout: \"%s\": %s", optarg,
-					  timeout == 0 ? "must be > 0" : err);
+			if (!cmd_parse_duration("timeout", optarg, &timeout))
 				return HELPER_EXIT_USAGE;
-			}
 			break;
 		default:
 			log_error("unknown option %s (try --help)", argv[optind - 1]);

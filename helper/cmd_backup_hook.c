@@ -397,7 +397,6 @@ cmd_backup_hook(struct helper_config *cfg, int argc, char **argv)
 	struct hook_ctx h = {cfg, "pgbackrest", UINT64_C(120) * DURATION_USEC_PER_SEC, NULL,
 			     NULL};
 	const char *repo_path = NULL;
-	char err[256];
 	int c, nargs;
 
 	optind = 1;
@@ -417,12 +416,8 @@ cmd_backup_hook(struct helper_config *cfg, int argc, char **argv)
 			h.controldata = optarg;
 			break;
 		case 't':
-			if (!duration_parse(optarg, &h.timeout_usec, err, sizeof(err)) ||
-			    h.timeout_usec == 0) {
-				log_error("--timeout: \"%s\": %s", optarg,
-					  h.timeout_usec == 0 ? "must be > 0" : err);
+			if (!cmd_parse_duration("timeout", optarg, &h.timeout_usec))
 				return HELPER_EXIT_USAGE;
-			}
 			break;
 		default:
 			log_error("unknown option %s (try --help)", argv[optind - 1]);

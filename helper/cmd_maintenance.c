@@ -6,34 +6,22 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "commands.h"
 #include "duration.h"
 #include "errbuf.h"
 #include "http.h"
 #include "log.h"
-
-static uint64_t
-mono_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t) ts.tv_sec * DURATION_USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
+#include "patroni_rest.h"
 
 /* "pause" of /cluster (absent = false); false when Patroni did not answer */
 static bool
 cluster_paused(const struct helper_config *cfg, bool *paused, char *err, size_t errlen)
 {
-	struct consul_response resp;
 	struct json_object *cluster, *p = NULL;
 
-	if (!http_patroni(cfg, "GET", "/cluster", NULL, HTTP_TIMEOUT_MS, &resp, err, errlen))
-		return false;
-	cluster = http_json(&resp, json_type_object, "patroni /cluster", err, errlen);
-	consul_response_free(&resp);
+	cluster = patroni_get(cfg, NULL, "/cluster", err, errlen);
 	if (cluster == NULL)
 		return false;
 	*paused = json_object_object_get_ex(cluster, "pause", &p) && json_object_get_boolean(p);
@@ -49,7 +37,6 @@ cmd_maintenance(struct helper_config *cfg, int argc, char **argv)
 		{NULL, 0, NULL, 0}
 	};
 	struct consul_response resp;
-	struct timespec ts = {0, 200000000};
 	uint64_t timeout = UINT64_C(30) * DURATION_USEC_PER_SEC;
 	uint64_t deadline;
 	char err[1024];
@@ -60,11 +47,8 @@ cmd_maintenance(struct helper_config *cfg, int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 't') {
-			if (!duration_parse(optarg, &timeout, err, sizeof(err)) || timeout == 0) {
-				log_error("--timeout: \"%s\": %s", optarg,
-					  timeout == 0 ? "must be > 0" : err);
+			if (!cmd_parse_duration("timeout", optarg, &timeout))
 				return HELPER_EXIT_USAGE;
-			}
 		} else {
 			log_error("unknown option %s (try --help)", argv[optind - 1]);
 			return HELPER_EXIT_USAGE;
@@ -91,19 +75,19 @@ cmd_maintenance(struct helper_config *cfg, int argc, char **argv)
 	consul_response_free(&resp);
 	log_info("asked patroni %s to %s the cluster", cfg->patroni_url, argv[optind]);
 
-	deadline = mono_usec() + timeout;
+	deadline = clock_usec() + timeout;
 	for (;;) {
 		if (!cluster_paused(cfg, &paused, err, sizeof(err)))
 			log_warning("%s", err);
 		else if (paused == pause)
 			break;
-		if (mono_usec() >= deadline) {
+		if (clock_usec() >= deadline) {
 			log_error("cluster still %s after %.0f s according to %s/cluster",
 				  pause ? "not paused" : "paused", (double) timeout / 1e6,
 				  cfg->patroni_url);
 			return HELPER_EXIT_FAIL;
 		}
-		nanosleep(&ts, NULL);
+		clock_sleep_usec(200000);
 	}
 	log_info("cluster %s: maintenance mode %s", pause ? "paused" : "resumed",
 		 pause ? "on" : "off");

@@ -19,6 +19,7 @@
 #include "errbuf.h"
 #include "http.h"
 #include "log.h"
+#include "patroni_rest.h"
 #include "patroni_member.h"
 
 #define REG_ID_PREFIX "pgbc-helper:"
@@ -48,22 +49,6 @@ struct reg_options {
 	uint64_t deregister_after_usec;
 };
 
-/* sleep, cut short by SIGTERM or SIGHUP */
-static void
-reg_sleep(uint64_t usec)
-{
-	struct timespec ts;
-	uint64_t step;
-
-	while (!daemon_stop && !daemon_reload && usec > 0) {
-		step = usec < 200000 ? usec : 200000;
-		ts.tv_sec = 0;
-		ts.tv_nsec = (long) step * 1000;
-		nanosleep(&ts, NULL);
-		usec -= step;
-	}
-}
-
 /* "pgbc-helper:<scope>:<member>:<role>": no '/', so never Patroni's <scope>/<member> */
 static void
 reg_id(const struct helper_config *cfg, const char *member, const char *role, char *out,
@@ -72,56 +57,22 @@ reg_id(const struct helper_config *cfg, const char *member, const char *role, ch
 	snprintf(out, len, REG_ID_PREFIX "%s:%s:%s", cfg->scope, member, role);
 }
 
-static bool
-member_name_ok(const char *s)
-{
-	return s[0] != '\0' && strlen(s) < sizeof(((struct reg_self *) 0)->name) &&
-		strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
-		strlen(s);
-}
-
 /* name, host and port of a /cluster member record */
 static bool
 self_from_member(const struct helper_config *cfg, struct json_object *m, struct reg_self *self,
 		 char *err, size_t errlen)
 {
-	struct json_object *port = http_json_member(m, "port");
-	const char *name = http_json_text(m, "name");
-	const char *host = http_json_text(m, "host");
+	struct patroni_rest_member pm;
+	char why[512];
 
-	if (!member_name_ok(name) || !patroni_host_valid(host) || port == NULL ||
-	    json_object_get_int(port) < 1 || json_object_get_int(port) > 65535) {
-		errbuf_set(err, errlen, "patroni /cluster at %s: unusable member record",
-			   cfg->patroni_url);
+	if (!patroni_rest_member(m, 0, &pm, why, sizeof(why))) {
+		errbuf_set(err, errlen, "%s (patroni_url %s)", why, cfg->patroni_url);
 		return false;
 	}
-	snprintf(self->name, sizeof(self->name), "%s", name);
-	snprintf(self->host, sizeof(self->host), "%s", host);
-	self->port = json_object_get_int(port);
+	snprintf(self->name, sizeof(self->name), "%s", pm.name);
+	snprintf(self->host, sizeof(self->host), "%s", pm.host);
+	self->port = pm.port;
 	return true;
-}
-
-/* GET url (a whole URL, or patroni_url + path when url is NULL) as a JSON object */
-static struct json_object *
-get_object(const struct helper_config *cfg, const char *url, const char *path, char *err,
-	   size_t errlen)
-{
-	struct consul_response resp;
-	struct json_object *o;
-	char what[CONSUL_URL_MAX + 64];
-	bool ok;
-
-	if (url != NULL)
-		ok = http_patroni_url(url, HTTP_TIMEOUT_MS, &resp, err, errlen);
-	else
-		ok = http_patroni(cfg, "GET", path, NULL, HTTP_TIMEOUT_MS, &resp, err, errlen);
-	if (!ok)
-		return NULL;
-	snprintf(what, sizeof(what), "patroni %s%s", url ? url : cfg->patroni_url,
-		 url ? "" : path);
-	o = http_json(&resp, json_type_object, what, err, errlen);
-	consul_response_free(&resp);
-	return o;
 }
 
 /*
@@ -156,7 +107,7 @@ find_self(const struct helper_config *cfg, struct reg_self *self, char *err, siz
 	int matches = 0;
 	bool ok = false;
 
-	local = get_object(cfg, NULL, "/patroni", err, errlen);
+	local = patroni_get(cfg, NULL, "/patroni", err, errlen);
 	if (local == NULL)
 		return false;
 	name = http_json_text(http_json_member(local, "patroni"), "name");
@@ -166,14 +117,12 @@ find_self(const struct helper_config *cfg, struct reg_self *self, char *err, siz
 			   cfg->patroni_url, scope, cfg->scope);
 		goto done;
 	}
-	cluster = get_object(cfg, NULL, "/cluster", err, errlen);
+	cluster = patroni_get(cfg, NULL, "/cluster", err, errlen);
 	if (cluster == NULL)
 		goto done;
-	members = http_json_member(cluster, "members");
-	if (members == NULL || !json_object_is_type(members, json_type_array)) {
-		errbuf_set(err, errlen, "patroni /cluster at %s: no members list", cfg->patroni_url);
+	members = patroni_members(cfg, cluster, err, errlen);
+	if (members == NULL)
 		goto done;
-	}
 	for (i = 0; i < json_object_array_length(members); i++) {
 		m = json_object_array_get_idx(members, i);
 		if (name[0] != '\0') {
@@ -185,7 +134,7 @@ find_self(const struct helper_config *cfg, struct reg_self *self, char *err, siz
 		}
 		if (http_json_text(m, "api_url")[0] == '\0')
 			continue;
-		other = get_object(cfg, http_json_text(m, "api_url"), NULL, msg, sizeof(msg));
+		other = patroni_get(cfg, http_json_text(m, "api_url"), "", msg, sizeof(msg));
 		if (other != NULL && same_patroni(local, other)) {
 			found = m;
 			matches++;
@@ -377,18 +326,6 @@ register_round(const struct helper_config *cfg, const struct reg_options *o,
 	return ok;
 }
 
-static bool
-parse_duration_option(const char *name, const char *value, uint64_t *out)
-{
-	char err[256];
-
-	if (!duration_parse(value, out, err, sizeof(err)) || *out == 0) {
-		log_error("--%s: \"%s\": %s", name, value, *out == 0 ? "must be > 0" : err);
-		return false;
-	}
-	return true;
-}
-
 int
 cmd_register(struct helper_config *cfg, int argc, char **argv)
 {
@@ -418,15 +355,15 @@ cmd_register(struct helper_config *cfg, int argc, char **argv)
 			once = true;
 			break;
 		case 'i':
-			if (!parse_duration_option("interval", optarg, &o.interval_usec))
+			if (!cmd_parse_duration("interval", optarg, &o.interval_usec))
 				return HELPER_EXIT_USAGE;
 			break;
 		case 'c':
-			if (!parse_duration_option("check-interval", optarg, &o.check_interval_usec))
+			if (!cmd_parse_duration("check-interval", optarg, &o.check_interval_usec))
 				return HELPER_EXIT_USAGE;
 			break;
 		case 'd':
-			if (!parse_duration_option("deregister-after", optarg,
+			if (!cmd_parse_duration("deregister-after", optarg,
 						   &o.deregister_after_usec))
 				return HELPER_EXIT_USAGE;
 			if (o.deregister_after_usec < UINT64_C(60) * DURATION_USEC_PER_SEC) {
@@ -477,7 +414,7 @@ cmd_register(struct helper_config *cfg, int argc, char **argv)
 		if (first)
 			daemon_notify("READY=1");
 		first = false;
-		reg_sleep(o.interval_usec);
+		daemon_sleep(o.interval_usec);
 	}
 	daemon_notify("STOPPING=1");
 	log_info("stopping on signal, services left registered under their consul checks");

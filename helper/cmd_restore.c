@@ -4,19 +4,26 @@
  * told to stop earlier; standbys then leader stopped, old data directories
  * moved aside (never deleted), standbys re-cloned.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <libpq-fe.h>
-
 #include "commands.h"
 #include "duration.h"
 #include "errbuf.h"
+#include "clock.h"
 #include "log.h"
 #include "op.h"
+#include "op_args.h"
+#include "op_dcs.h"
+#include "op_discover.h"
+#include "op_exec.h"
+#include "op_steps.h"
+#include "op_template.h"
+#include "op_wait.h"
+#include "pg_connect.h"
+#include "progress.h"
 
 #define PATH_LEN HELPER_VALUE_MAX
 #define CMD_LEN OP_CMD_MAX
@@ -116,47 +123,34 @@ step_pgbackrest_restore(struct op *op)
 		snprintf(cmd, sizeof(cmd), "--target=%s", when);
 		if (!op_shell_quote(cmd, target, sizeof(target)))
 			return false;
-		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore --type=time %s "
-			 "--target-action=pause", pgbr, op->cfg->pgbackrest_stanza,
+		snprintf(cmd, sizeof(cmd), "%s --log-level-console=info --stanza=%s%s%s restore "
+			 "--type=time %s --target-action=pause", pgbr, op->cfg->pgbackrest_stanza,
 			 *set ? " --set=" : "", set, target);
 	} else if (strcmp(type, RESTORE_IMMEDIATE) == 0) {
-		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore --type=immediate "
-			 "--target-action=pause", pgbr, op->cfg->pgbackrest_stanza,
+		snprintf(cmd, sizeof(cmd), "%s --log-level-console=info --stanza=%s%s%s restore "
+			 "--type=immediate --target-action=pause", pgbr, op->cfg->pgbackrest_stanza,
 			 *set ? " --set=" : "", set);
 	} else {
 		/* pgBackRest's default: recover to the end of the archived WAL, then promote */
-		snprintf(cmd, sizeof(cmd), "%s --stanza=%s%s%s restore --type=default", pgbr,
+		snprintf(cmd, sizeof(cmd), "%s --log-level-console=info --stanza=%s%s%s restore "
+			 "--type=default", pgbr,
 			 op->cfg->pgbackrest_stanza, *set ? " --set=" : "", set);
 	}
-	if (!op_exec(op, L, cmd, "pgbackrest restore"))
+	if (!op_exec_long(op, L, cmd, "pgbackrest restore"))
 		return false;
 	snprintf(cmd, sizeof(cmd), "test -f %s/PG_VERSION && test -f %s/recovery.signal", data,
 		 data);
 	return op_exec(op, L, cmd, "check the restored data directory");
 }
 
-/* libpq to the leader's conn_url host/port with source */
+/* libpq to the leader's conn_url host/port with source; NULL when it does not answer */
 static PGconn *
 leader_connect(struct op *op)
 {
-	const char *keys[] = {"host", "port", "connect_timeout", "fallback_application_name",
-			      "dbname", NULL};
-	const char *values[6];
-	char port[16];
-	PGconn *conn;
+	char err[1024];
 
-	snprintf(port, sizeof(port), "%d", op->members[op->leader].port);
-	values[0] = op->members[op->leader].host;
-	values[1] = port;
-	values[2] = "5";
-	values[3] = "pgbouncer-helper";
-	values[4] = op->cfg->source;
-	values[5] = NULL;
-	conn = PQconnectdbParams(keys, values, 1);
-	if (conn != NULL && PQstatus(conn) == CONNECTION_OK)
-		return conn;
-	PQfinish(conn);
-	return NULL;
+	return pg_connect(op->cfg, op->members[op->leader].host, op->members[op->leader].port,
+			  5, "the leader", err, sizeof(err));
 }
 
 /* "t"/"f" of a one-value query, '?' when it failed */
@@ -176,29 +170,37 @@ query_flag(PGconn *conn, const char *sql)
 static bool
 replay_to_target(struct op *op)
 {
-	struct timespec ts = {0, 500000000L};
-	time_t deadline = time(NULL) + (time_t) (restore_wait_usec / 1000000);
+	uint64_t deadline = clock_usec() + restore_wait_usec;
+	struct progress pr;
 	PGconn *conn = NULL;
 	bool resumed = false;
-	char rec, paused;
+	char rec, paused, what[200];
+	const char *last = "no connection";
 
+	snprintf(what, sizeof(what), "%s to reach the recovery target and leave recovery",
+		 op->members[op->leader].name);
+	progress_begin(&pr, PROGRESS_WAIT, restore_wait_usec, what);
 	for (;;) {
 		if (conn == NULL)
 			conn = leader_connect(op);
 		if (conn != NULL) {
 			rec = query_flag(conn, "select pg_is_in_recovery()");
 			if (rec == 'f') {
+				progress_end(&pr, true);
 				log_info("%s is out of recovery (promoted at the target)",
 					 op->members[op->leader].name);
 				PQfinish(conn);
 				return true;
 			}
 			paused = rec == 't' ? query_flag(conn, "select pg_is_wal_replay_paused()") : '?';
+			last = rec != 't' ? "no answer to pg_is_in_recovery()" :
+				paused == 't' ? "in recovery, replay paused" : "in recovery, replaying";
 			if (paused == 't' && !resumed) {
 				log_info("recovery paused at the target: select pg_wal_replay_resume()");
 				if (query_flag(conn, "select pg_wal_replay_resume() is null") == '?') {
+					progress_end(&pr, false);
 					log_error("pg_wal_replay_resume() failed: %s",
-						  strtok(PQerrorMessage(conn), "\n"));
+						  pg_error_line(conn));
 					PQfinish(conn);
 					return false;
 				}
@@ -208,15 +210,19 @@ replay_to_target(struct op *op)
 				PQfinish(conn);
 				conn = NULL;
 			}
+		} else {
+			last = "no connection";
 		}
-		if (time(NULL) >= deadline) {
+		if (clock_usec() >= deadline) {
+			progress_end(&pr, false);
 			log_error("%s did not reach the recovery target and leave recovery within "
 				  "%.0f s", op->members[op->leader].name,
 				  (double) restore_wait_usec / 1e6);
 			PQfinish(conn);
 			return false;
 		}
-		nanosleep(&ts, NULL);
+		progress_tick(&pr, last);
+		clock_sleep_usec(500000);
 	}
 }
 
@@ -345,6 +351,27 @@ target_valid(const char *s)
 	return true;
 }
 
+/* what --set, --target-time and --type gave */
+struct restore_args {
+	const char *set, *when, *type;
+};
+
+static bool
+restore_option(void *ctx, int c, const char *arg)
+{
+	struct restore_args *r = ctx;
+
+	if (c == 's')
+		r->set = arg;
+	else if (c == 't')
+		r->when = arg;
+	else if (c == 'y')
+		r->type = arg;
+	else
+		return false;
+	return true;
+}
+
 int
 cmd_restore(struct helper_config *cfg, int argc, char **argv)
 {
@@ -352,48 +379,26 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 		{"set", required_argument, NULL, 's'},
 		{"target-time", required_argument, NULL, 't'},
 		{"type", required_argument, NULL, 'y'},
-		{"from-step", required_argument, NULL, 'f'},
-		{"wait", required_argument, NULL, 'w'},
 		{NULL, 0, NULL, 0}
 	};
 	static struct op op;
-	const char *set = "", *when = "", *type = "";
+	struct restore_args r = {"", "", ""};
+	struct op_args args;
+	const char *set, *when, *type;
 	char err[1024], resume[128], stamp[32], target[200];
-	const char *action;
 	struct tm tm;
 	time_t now;
-	int c, from = 1;
+	int from;
 	enum op_begin begin;
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 's':
-			set = optarg;
-			break;
-		case 't':
-			when = optarg;
-			break;
-		case 'y':
-			type = optarg;
-			break;
-		case 'f':
-			if (!op_parse_step(optarg, RESTORE_STEPS, &from))
-				return HELPER_EXIT_USAGE;
-			break;
-		case 'w':
-			if (!op_parse_wait(optarg, &restore_wait_usec))
-				return HELPER_EXIT_USAGE;
-			break;
-		default:
-			log_error("unknown option %s (try --help)", argv[optind - 1]);
-			return HELPER_EXIT_USAGE;
-		}
-	}
-	action = op_parse_action(argc, argv, optind, "restore");
-	if (action == NULL)
+	if (!op_parse_args(argc, argv, "restore", RESTORE_STEPS, opts, restore_option, &r,
+			   &args))
 		return HELPER_EXIT_USAGE;
+	set = r.set;
+	when = r.when;
+	type = r.type;
+	from = args.from;
+	restore_wait_usec = args.wait_usec;
 	if (*set && (strlen(set) > 64 || strspn(set, "0123456789-_FDI") != strlen(set))) {
 		log_error("--set: \"%.64s\" is not a pgBackRest backup label", set);
 		return HELPER_EXIT_USAGE;
@@ -415,7 +420,7 @@ cmd_restore(struct helper_config *cfg, int argc, char **argv)
 	if (*type == '\0')
 		type = *when ? "time" : RESTORE_DEFAULT;
 	snprintf(resume, sizeof(resume), "pgbouncer-helper [-c FILE] restore run");
-	begin = op_begin(&op, cfg, "restore", strcmp(action, "plan") == 0, from);
+	begin = op_begin(&op, cfg, "restore", strcmp(args.action, "plan") == 0, from);
 	if (begin == OP_BEGIN_USAGE)
 		return HELPER_EXIT_USAGE;
 	if (begin == OP_BEGIN_FAIL)

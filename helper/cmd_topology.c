@@ -11,22 +11,8 @@
 #include "errbuf.h"
 #include "http.h"
 #include "log.h"
+#include "patroni_rest.h"
 #include "pg_version.h"
-
-static struct json_object *
-patroni_get(const struct helper_config *cfg, const char *path, char *err, size_t errlen)
-{
-	struct consul_response resp;
-	struct json_object *obj;
-	char what[64];
-
-	if (!http_patroni(cfg, "GET", path, NULL, HTTP_TIMEOUT_MS, &resp, err, errlen))
-		return NULL;
-	snprintf(what, sizeof(what), "patroni %s", path);
-	obj = http_json(&resp, json_type_object, what, err, errlen);
-	consul_response_free(&resp);
-	return obj;
-}
 
 /* 150004 -> "15.4", 90624 -> "9.6.24" */
 static void
@@ -66,16 +52,16 @@ cmd_topology(struct helper_config *cfg, int argc, char **argv)
 	}
 	if (!cmd_no_more_args(argc, argv, optind))
 		return HELPER_EXIT_USAGE;
-	cluster = patroni_get(cfg, "/cluster", err, sizeof(err));
+	cluster = patroni_get(cfg, NULL, "/cluster", err, sizeof(err));
 	if (cluster != NULL)
-		patroni = patroni_get(cfg, "/patroni", err, sizeof(err));
+		patroni = patroni_get(cfg, NULL, "/patroni", err, sizeof(err));
 	if (cluster == NULL || patroni == NULL) {
 		log_error("%s", err);
 		goto done;
 	}
-	members = http_json_member(cluster, "members");
-	if (members == NULL || !json_object_is_type(members, json_type_array)) {
-		log_error("patroni %s/cluster: no members list", cfg->patroni_url);
+	members = patroni_members(cfg, cluster, err, sizeof(err));
+	if (members == NULL) {
+		log_error("%s", err);
 		goto done;
 	}
 	scope = http_json_text(http_json_member(patroni, "patroni"), "scope");

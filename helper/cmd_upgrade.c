@@ -3,19 +3,24 @@
  * pg_upgrade on the leader, DCS removal and re-cloned replicas, driven
  * from Patroni's REST API; plan prints the steps, run executes and checks them.
  */
-#include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <libpq-fe.h>
 
 #include "commands.h"
 #include "duration.h"
 #include "errbuf.h"
 #include "log.h"
 #include "op.h"
+#include "op_args.h"
+#include "op_dcs.h"
+#include "op_discover.h"
+#include "op_exec.h"
+#include "op_steps.h"
+#include "op_template.h"
+#include "op_wait.h"
+#include "pg_connect.h"
 #include "upgrade_guard.h"
 
 #define PATH_LEN HELPER_VALUE_MAX
@@ -183,13 +188,13 @@ step_pg_upgrade(struct op *op)
 		log_error("pg_upgrade command too long");
 		return false;
 	}
-	if (!op_exec(op, L, cmd, "pg_upgrade --check"))
+	if (!op_exec_long(op, L, cmd, "pg_upgrade --check"))
 		return false;
 	mode = upgrade_guard_mode(opts);
 	if (mode == UPGRADE_GUARD_COPY && !check_free_space(op, olddata, dir))
 		return false;
 	cmd[strlen(cmd) - strlen(" --check")] = '\0';
-	if (!op_exec(op, L, cmd, "pg_upgrade")) {
+	if (!op_exec_long(op, L, cmd, "pg_upgrade")) {
 		if (op->timed_out)
 			explain_killed(op, mode, olddata, newdata);
 		return false;
@@ -303,9 +308,9 @@ step_stanza_upgrade(struct op *op)
 		log_error("cannot expand pgbackrest \"%s\"", op->cfg->pgbackrest);
 		return false;
 	}
-	snprintf(cmd, sizeof(cmd), "%s --stanza=%s stanza-upgrade", pgbr,
+	snprintf(cmd, sizeof(cmd), "%s --log-level-console=info --stanza=%s stanza-upgrade", pgbr,
 		 op->cfg->pgbackrest_stanza);
-	if (!op_exec(op, L, cmd, "pgbackrest stanza-upgrade"))
+	if (!op_exec_long(op, L, cmd, "pgbackrest stanza-upgrade"))
 		return false;
 	snprintf(cmd, sizeof(cmd), "%s --stanza=%s check", pgbr, op->cfg->pgbackrest_stanza);
 	return op_exec(op, L, cmd, "pgbackrest check");
@@ -376,40 +381,26 @@ static const struct op_step upgrade_steps[] = {
 static bool
 query_old_cluster(struct op *op, char *err, size_t errlen)
 {
-	const char *keys[] = {"host", "port", "connect_timeout", "fallback_application_name",
-			      "dbname", NULL};
-	const char *values[6];
 	const char *names[] = {"encoding", "collate", "ctype", "checksums", "superuser"};
-	char port[16];
+	char what[200];
 	PGconn *conn;
 	PGresult *res;
 	bool ok = false;
 	const char *p;
 	int i;
 
-	snprintf(port, sizeof(port), "%d", op->members[op->leader].port);
-	values[0] = op->members[op->leader].host;
-	values[1] = port;
-	values[2] = "10";
-	values[3] = "pgbouncer-helper";
-	values[4] = op->cfg->source;
-	values[5] = NULL;
-	/* expand_dbname: source's keys win, host/port come from the leader first */
-	conn = PQconnectdbParams(keys, values, 1);
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		errbuf_set(err, errlen, "cannot connect to leader %s (%s:%s, source): %s",
-			   op->members[op->leader].name, values[0], port,
-			   conn ? strtok(PQerrorMessage(conn), "\n") : "out of memory");
-		PQfinish(conn);
+	snprintf(what, sizeof(what), "leader %s", op->members[op->leader].name);
+	conn = pg_connect(op->cfg, op->members[op->leader].host, op->members[op->leader].port,
+			  10, what, err, errlen);
+	if (conn == NULL)
 		return false;
-	}
 	res = PQexec(conn, "select pg_encoding_to_char(encoding), datcollate, datctype, "
 		     "current_setting('data_checksums'), "
 		     "(select rolname from pg_authid where oid = 10) "
 		     "from pg_database where datname = 'template1'");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		errbuf_set(err, errlen, "reading encoding and locale on %s failed: %s",
-			   op->members[op->leader].name, strtok(PQerrorMessage(conn), "\n"));
+			   op->members[op->leader].name, pg_error_line(conn));
 		goto done;
 	}
 	for (i = 0; i < 5; i++) {
@@ -510,50 +501,41 @@ prepare(struct op *op, int to_version)
 	return check_binaries(op);
 }
 
+/* --to-version N */
+static bool
+upgrade_option(void *ctx, int c, const char *arg)
+{
+	int *to_version = ctx;
+	char *end;
+
+	if (c != 't')
+		return false;
+	*to_version = (int) strtol(arg, &end, 10);
+	if (*arg == '\0' || *end != '\0' || *to_version < 10 || *to_version > 99) {
+		log_error("--to-version: \"%.32s\" is not a major version (10..99)", arg);
+		return false;
+	}
+	return true;
+}
+
 int
 cmd_upgrade(struct helper_config *cfg, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"to-version", required_argument, NULL, 't'},
-		{"from-step", required_argument, NULL, 'f'},
-		{"wait", required_argument, NULL, 'w'},
 		{NULL, 0, NULL, 0}
 	};
 	static struct op op;
+	struct op_args args;
 	char resume[128];
-	const char *action;
-	char *end;
-	int c, to_version = 0, from = 1;
+	int to_version = 0, from;
 	enum op_begin begin;
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 't':
-			to_version = (int) strtol(optarg, &end, 10);
-			if (*end != '\0' || to_version < 10 || to_version > 99) {
-				log_error("--to-version: \"%.32s\" is not a major version (10..99)",
-					  optarg);
-				return HELPER_EXIT_USAGE;
-			}
-			break;
-		case 'f':
-			if (!op_parse_step(optarg, UPGRADE_STEPS, &from))
-				return HELPER_EXIT_USAGE;
-			break;
-		case 'w':
-			if (!op_parse_wait(optarg, &upgrade_wait_usec))
-				return HELPER_EXIT_USAGE;
-			break;
-		default:
-			log_error("unknown option %s (try --help)", argv[optind - 1]);
-			return HELPER_EXIT_USAGE;
-		}
-	}
-	action = op_parse_action(argc, argv, optind, "upgrade");
-	if (action == NULL)
+	if (!op_parse_args(argc, argv, "upgrade", UPGRADE_STEPS, opts, upgrade_option,
+			   &to_version, &args))
 		return HELPER_EXIT_USAGE;
+	from = args.from;
+	upgrade_wait_usec = args.wait_usec;
 	if (to_version == 0) {
 		log_error("--to-version is required");
 		return HELPER_EXIT_USAGE;
@@ -562,7 +544,7 @@ cmd_upgrade(struct helper_config *cfg, int argc, char **argv)
 		return HELPER_EXIT_USAGE;
 	snprintf(resume, sizeof(resume), "pgbouncer-helper [-c FILE] upgrade run "
 		 "--to-version %d", to_version);
-	begin = op_begin(&op, cfg, "upgrade", strcmp(action, "plan") == 0, from);
+	begin = op_begin(&op, cfg, "upgrade", strcmp(args.action, "plan") == 0, from);
 	if (begin == OP_BEGIN_USAGE)
 		return HELPER_EXIT_USAGE;
 	if (begin == OP_BEGIN_FAIL)

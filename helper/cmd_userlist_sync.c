@@ -19,12 +19,14 @@
 
 #include "backoff.h"
 #include "commands.h"
+#include "clock.h"
 #include "daemon.h"
 #include "consul_kv.h"
 #include "duration.h"
 #include "errbuf.h"
 #include "http.h"
 #include "log.h"
+#include "pg_connect.h"
 #include "patroni_member.h"
 
 #define SYNC_ERR_LEN 1024
@@ -51,31 +53,6 @@ struct sync_extra {
 };
 
 #define sync_stop daemon_stop
-
-static uint64_t
-now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t) ts.tv_sec * DURATION_USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
-
-/* sleep, cut short by SIGTERM/SIGINT or SIGHUP */
-static void
-sync_sleep(uint64_t usec)
-{
-	uint64_t end = now_usec() + usec;
-	uint64_t now;
-	struct timespec ts;
-
-	while (!sync_stop && !daemon_reload && (now = now_usec()) < end) {
-		usec = end - now < 200000 ? end - now : 200000;
-		ts.tv_sec = 0;
-		ts.tv_nsec = (long) usec * 1000;
-		nanosleep(&ts, NULL);
-	}
-}
 
 static void
 buf_append(struct sync_buf *b, const char *p, size_t n)
@@ -280,39 +257,24 @@ read_users(const struct helper_config *cfg, const struct sync_leader *l,
 	   const struct sync_extra *extra, struct sync_buf *out, int *users, char *err,
 	   size_t errlen)
 {
-	const char *keys[] = {"connect_timeout", "client_encoding",
-			      "fallback_application_name", "dbname", "host", "port", NULL};
-	const char *values[7];
-	char port[16];
-	char shown[ERRBUF_VALUE_MAX];
+	char shown[ERRBUF_VALUE_MAX], what[300];
 	PGconn *conn;
 	PGresult *res;
 	const char *name, *secret;
 	int i, n;
 	bool ok = false;
 
-	snprintf(port, sizeof(port), "%d", l->port);
-	values[0] = "10";
-	values[1] = "UTF8";
-	values[2] = "pgbouncer-helper";
-	values[3] = cfg->source;
-	values[4] = l->host;
-	values[5] = port;
-	values[6] = NULL;
 	*users = 0;
-	conn = PQconnectdbParams(keys, values, 1);
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		errbuf_set(err, errlen, "cannot connect to leader %s at %s:%d: %s", l->name,
-			   l->host, l->port, conn ? strtok(PQerrorMessage(conn), "\n") : "out of memory");
-		PQfinish(conn);
+	snprintf(what, sizeof(what), "leader %s", l->name);
+	conn = pg_connect(cfg, l->host, l->port, 10, what, err, errlen);
+	if (conn == NULL)
 		return false;
-	}
 	res = PQexec(conn, "SELECT usename, passwd FROM pg_catalog.pg_shadow "
 		     "WHERE passwd IS NOT NULL AND passwd <> '' "
 		     "ORDER BY usename COLLATE \"C\"");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		errbuf_set(err, errlen, "reading pg_shadow on %s:%d failed: %s", l->host, l->port,
-			   strtok(PQerrorMessage(conn), "\n"));
+			   pg_error_line(conn));
 		goto done;
 	}
 	n = PQntuples(res);
@@ -479,7 +441,7 @@ reload_pgbouncer(const struct helper_config *cfg, char *err, size_t errlen)
 	conn = PQconnectdb(cfg->pgbouncer_admin);
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
 		errbuf_set(err, errlen, "cannot connect to pgbouncer admin console (pgbouncer_admin): %s",
-			   conn ? strtok(PQerrorMessage(conn), "\n") : "out of memory");
+			   conn ? pg_error_line(conn) : "out of memory");
 		PQfinish(conn);
 		return false;
 	}
@@ -487,7 +449,7 @@ reload_pgbouncer(const struct helper_config *cfg, char *err, size_t errlen)
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (!ok)
 		errbuf_set(err, errlen, "RELOAD on pgbouncer admin console failed: %s",
-			   strtok(PQerrorMessage(conn), "\n"));
+			   pg_error_line(conn));
 	PQclear(res);
 	PQfinish(conn);
 	return ok;
@@ -503,7 +465,7 @@ sync_once(const struct helper_config *cfg, bool *reload_pending, char *err, size
 	struct sync_leader l;
 	struct sync_buf buf = {NULL, 0, 0, false};
 	struct sync_extra extra = {NULL, 0};
-	uint64_t t0 = now_usec();
+	uint64_t t0 = clock_usec();
 	int users;
 	bool ok = false;
 
@@ -523,14 +485,14 @@ sync_once(const struct helper_config *cfg, bool *reload_pending, char *err, size
 		log_info("auth_file %s unchanged (%d users from leader %s at %s:%d, %d from "
 			 "extra_users_file, %.3f s)", cfg->auth_file, users, l.name, l.host, l.port,
 			 extra.count,
-			 (double) (now_usec() - t0) / 1e6);
+			 (double) (clock_usec() - t0) / 1e6);
 	} else {
 		if (!write_atomic(cfg->auth_file, buf.data, buf.len, err, errlen))
 			goto done;
 		log_info("wrote auth_file %s: %d users from leader %s at %s:%d, %d from "
 			 "extra_users_file (%.3f s)", cfg->auth_file, users, l.name, l.host, l.port,
 			 extra.count,
-			 (double) (now_usec() - t0) / 1e6);
+			 (double) (clock_usec() - t0) / 1e6);
 		*reload_pending = true;
 	}
 	if (*reload_pending) {
@@ -621,17 +583,17 @@ sync_daemon(struct helper_config *cfg)
 			first = true;
 			index = 0;
 		}
-		now = now_usec();
+		now = clock_usec();
 		if (need_sync || now >= next_sync) {
 			if (sync_once(cfg, &reload_pending, err, sizeof(err))) {
-				next_sync = now_usec() + cfg->sync_interval_usec;
+				next_sync = clock_usec() + cfg->sync_interval_usec;
 				last_err[0] = '\0';
 			} else {
 				if (sync_stop)
 					break;
 				log_error("%s", err);
 				/* retry soon, but not sooner than the backoff says */
-				next_sync = now_usec() + backoff_next(&retry);
+				next_sync = clock_usec() + backoff_next(&retry);
 			}
 			need_sync = false;
 			if (!ready)
@@ -640,7 +602,7 @@ sync_daemon(struct helper_config *cfg)
 		}
 		if (sync_stop)
 			break;
-		now = now_usec();
+		now = clock_usec();
 		wait = next_sync > now ? next_sync - now : 0;
 		if (wait > cfg->consul.wait_usec)
 			wait = cfg->consul.wait_usec;
@@ -648,7 +610,7 @@ sync_daemon(struct helper_config *cfg)
 			wait = DURATION_USEC_PER_SEC;
 		delay = rate_limit_delay(&limit, now);
 		if (delay > 0)
-			sync_sleep(delay < wait ? delay : wait);
+			daemon_sleep(delay < wait ? delay : wait);
 		if (!watch_leader(cfg, &index, wait, seen, sizeof(seen), err, sizeof(err))) {
 			if (sync_stop)
 				break;
@@ -656,7 +618,7 @@ sync_daemon(struct helper_config *cfg)
 				log_error("%s", err);
 			snprintf(last_err, sizeof(last_err), "%s", err);
 			index = 0;
-			sync_sleep(backoff_next(&retry));
+			daemon_sleep(backoff_next(&retry));
 			continue;
 		}
 		if (last_err[0] != '\0')

@@ -6,6 +6,9 @@
 #ifndef PGBC_HELPER_COMMANDS_H
 #define PGBC_HELPER_COMMANDS_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "helper_config.h"
 
 #define HELPER_EXIT_OK 0
@@ -27,6 +30,9 @@ bool cmd_wants_help(int argc, char **argv);
 
 /* true if argv[next..] is empty; false (logged) otherwise */
 bool cmd_no_more_args(int argc, char **argv, int next);
+
+/* --name D: a duration above 0 into *usec; false (logged, naming the option) otherwise */
+bool cmd_parse_duration(const char *name, const char *value, uint64_t *usec);
 
 /* true if [helper] scope is set; false (logged) otherwise */
 bool cmd_scope_set(const struct helper_config *cfg);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "clock.h"
 #include "daemon.h"
 #include "http.h"
 #include "log.h"
@@ -88,14 +89,21 @@ daemon_notify(const char *state)
 static void
 notify_reloading(void)
 {
-	struct timespec ts;
 	char msg[80];
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
-		 (unsigned long long) ts.tv_sec * 1000000ULL +
-		 (unsigned long long) ts.tv_nsec / 1000);
+		 (unsigned long long) clock_usec());
 	daemon_notify(msg);
+}
+
+void
+daemon_sleep(uint64_t usec)
+{
+	uint64_t end = clock_usec() + usec;
+	uint64_t now;
+
+	while (!daemon_stop && !daemon_reload && (now = clock_usec()) < end)
+		clock_sleep_usec(end - now < 200000 ? end - now : 200000);
 }
 
 bool

@@ -8,6 +8,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "helper_config.h"
 
@@ -22,6 +23,9 @@ void daemon_install_signals(void);
  * $NOTIFY_SOCKET is set; a no-op otherwise.  Failures are logged once.
  */
 void daemon_notify(const char *state);
+
+/* sleep usec, cut short by SIGTERM/SIGINT (daemon_stop) or SIGHUP (daemon_reload) */
+void daemon_sleep(uint64_t usec);
 
 /*
  * SIGHUP: read the configuration file and the command-line overrides

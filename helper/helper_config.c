@@ -13,6 +13,7 @@
 #include "duration.h"
 #include "errbuf.h"
 #include "helper_config.h"
+#include "secret.h"
 
 typedef bool (*config_setter)(struct helper_config *cfg, const char *value,
 			      char *err, size_t errlen);
@@ -85,6 +86,19 @@ set_ca_file(struct helper_config *cfg, const char *value, char *err, size_t errl
 }
 
 static bool
+set_cert_file(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->consul.cert_file, sizeof(cfg->consul.cert_file), value, err,
+			  errlen);
+}
+
+static bool
+set_key_file(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->consul.key_file, sizeof(cfg->consul.key_file), value, err, errlen);
+}
+
+static bool
 set_proxy(struct helper_config *cfg, const char *value, char *err, size_t errlen)
 {
 	if (!consul_proxy_check(value, err, errlen))
@@ -150,6 +164,50 @@ set_patroni_url(struct helper_config *cfg, const char *value, char *err, size_t 
 	if (!consul_url_check_as(value, "patroni_url", err, errlen))
 		return false;
 	return copy_value(cfg->patroni_url, sizeof(cfg->patroni_url), value, err, errlen);
+}
+
+static bool
+set_patroni_username(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	const char *p;
+
+	/* basic auth sends "user:password": a ':' would end the name early */
+	for (p = value; *p; p++) {
+		if ((unsigned char) *p < 0x20 || *p == 0x7f || *p == ':') {
+			errbuf_set(err, errlen, "must not hold ':' or control characters");
+			return false;
+		}
+	}
+	return copy_value(cfg->patroni_username, sizeof(cfg->patroni_username), value, err,
+			  errlen);
+}
+
+static bool
+set_patroni_password_file(struct helper_config *cfg, const char *value, char *err,
+			  size_t errlen)
+{
+	return copy_value(cfg->patroni_password_file, sizeof(cfg->patroni_password_file), value,
+			  err, errlen);
+}
+
+static bool
+set_patroni_ca_file(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->patroni_ca_file, sizeof(cfg->patroni_ca_file), value, err, errlen);
+}
+
+static bool
+set_patroni_cert_file(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->patroni_cert_file, sizeof(cfg->patroni_cert_file), value, err,
+			  errlen);
+}
+
+static bool
+set_patroni_key_file(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	return copy_value(cfg->patroni_key_file, sizeof(cfg->patroni_key_file), value, err,
+			  errlen);
 }
 
 static bool
@@ -423,7 +481,9 @@ set_max_lag(struct helper_config *cfg, const char *value, char *err, size_t errl
 /* every key helper.ini knows, per section */
 static const struct config_key config_keys[] = {
 	{"consul", "ca_file", set_ca_file},
+	{"consul", "cert_file", set_cert_file},
 	{"consul", "consistency", set_consistency},
+	{"consul", "key_file", set_key_file},
 	{"consul", "namespace", set_namespace},
 	{"consul", "no_leader_timeout", set_no_leader_timeout},
 	{"consul", "proxy", set_proxy},
@@ -435,7 +495,12 @@ static const struct config_key config_keys[] = {
 	{"helper", "dns_ttl", set_dns_ttl},
 	{"helper", "exclude_users", set_exclude_users},
 	{"helper", "extra_users_file", set_extra_users_file},
+	{"helper", "patroni_ca_file", set_patroni_ca_file},
+	{"helper", "patroni_cert_file", set_patroni_cert_file},
+	{"helper", "patroni_key_file", set_patroni_key_file},
+	{"helper", "patroni_password_file", set_patroni_password_file},
 	{"helper", "patroni_url", set_patroni_url},
+	{"helper", "patroni_username", set_patroni_username},
 	{"helper", "pgbackrest_stanza", set_stanza},
 	{"helper", "pgbouncer_admin", set_pgbouncer_admin},
 	{"helper", "scope", set_scope},
@@ -671,19 +736,64 @@ env_true(const char *v)
 			     strcmp(v, "True") == 0);
 }
 
+/* an environment variable's path into an unset setting */
+static bool
+env_path(char *dst, size_t len, const char *value, const char *name, char *err, size_t errlen)
+{
+	char msg[128];
+
+	if (dst[0] != '\0' || value == NULL || value[0] == '\0')
+		return true;
+	if (!copy_value(dst, len, value, msg, sizeof(msg))) {
+		errbuf_set(err, errlen, "%s: %s", name, msg);
+		return false;
+	}
+	return true;
+}
+
+/* the token from CONSUL_HTTP_TOKEN_FILE, else CONSUL_HTTP_TOKEN, when token_file is unset */
+static bool
+env_token(struct helper_config *cfg, const struct helper_consul_env *env, char *err,
+	  size_t errlen)
+{
+	const char *p;
+
+	if (cfg->token_file[0] != '\0')
+		return true;
+	if (env->token_file != NULL && env->token_file[0] != '\0')
+		return env_path(cfg->token_file, sizeof(cfg->token_file), env->token_file,
+				"CONSUL_HTTP_TOKEN_FILE", err, errlen);
+	if (env->token == NULL || env->token[0] == '\0')
+		return true;
+	/* a header value: printable, no blanks; never shown */
+	for (p = env->token; *p; p++) {
+		if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f) {
+			errbuf_set(err, errlen, "CONSUL_HTTP_TOKEN: not a token (blank, control "
+				   "or non-ASCII character)");
+			return false;
+		}
+	}
+	if (strlen(env->token) >= sizeof(cfg->consul.token)) {
+		errbuf_set(err, errlen, "CONSUL_HTTP_TOKEN: too long");
+		return false;
+	}
+	strcpy(cfg->consul.token, env->token);
+	return true;
+}
+
 bool
-helper_config_consul_env(struct helper_config *cfg, const char *addr, const char *ssl,
-			 const char *token, const char *token_file, char *err, size_t errlen)
+helper_config_consul_env(struct helper_config *cfg, const struct helper_consul_env *env,
+			 char *err, size_t errlen)
 {
 	char url[CONSUL_URL_MAX];
 	char msg[512];
-	const char *p;
+	const char *addr = env->addr;
 
 	if (!cfg->url_set && addr != NULL && addr[0] != '\0') {
 		if (strstr(addr, "://") != NULL)
 			snprintf(url, sizeof(url), "%s", addr);
-		else if (snprintf(url, sizeof(url), "%s://%s", env_true(ssl) ? "https" : "http",
-				  addr) >= (int) sizeof(url))
+		else if (snprintf(url, sizeof(url), "%s://%s",
+				  env_true(env->ssl) ? "https" : "http", addr) >= (int) sizeof(url))
 			url[0] = '\0';
 		if (!consul_url_check(url, msg, sizeof(msg)) ||
 		    !copy_value(cfg->consul.url, sizeof(cfg->consul.url), url, msg, sizeof(msg))) {
@@ -691,43 +801,97 @@ helper_config_consul_env(struct helper_config *cfg, const char *addr, const char
 			return false;
 		}
 	}
-	if (cfg->token_file[0] != '\0')
+	return env_path(cfg->consul.ca_file, sizeof(cfg->consul.ca_file), env->cacert,
+			"CONSUL_CACERT", err, errlen) &&
+	       env_path(cfg->consul.cert_file, sizeof(cfg->consul.cert_file), env->client_cert,
+			"CONSUL_CLIENT_CERT", err, errlen) &&
+	       env_path(cfg->consul.key_file, sizeof(cfg->consul.key_file), env->client_key,
+			"CONSUL_CLIENT_KEY", err, errlen) &&
+	       env_token(cfg, env, err, errlen);
+}
+
+/* a CA, certificate or key file named by setting what must open for reading */
+static bool
+tls_file_readable(const char *path, const char *what, char *err, size_t errlen)
+{
+	char shown[ERRBUF_VALUE_MAX];
+	FILE *f;
+
+	if (path[0] == '\0')
 		return true;
-	if (token_file != NULL && token_file[0] != '\0') {
-		if (!copy_value(cfg->token_file, sizeof(cfg->token_file), token_file, msg,
-				sizeof(msg))) {
-			errbuf_set(err, errlen, "CONSUL_HTTP_TOKEN_FILE: %s", msg);
-			return false;
-		}
-		return true;
-	}
-	if (token == NULL || token[0] == '\0')
-		return true;
-	/* a header value: printable, no blanks; never shown */
-	for (p = token; *p; p++) {
-		if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f) {
-			errbuf_set(err, errlen, "CONSUL_HTTP_TOKEN: not a token (blank, control "
-				   "or non-ASCII character)");
-			return false;
-		}
-	}
-	if (strlen(token) >= sizeof(cfg->consul.token)) {
-		errbuf_set(err, errlen, "CONSUL_HTTP_TOKEN: too long");
+	f = fopen(path, "r");
+	if (f == NULL) {
+		errbuf_printable(path, shown, sizeof(shown));
+		errbuf_set(err, errlen, "%s: \"%s\": cannot open: %s", what, shown,
+			   strerror(errno));
 		return false;
 	}
-	strcpy(cfg->consul.token, token);
+	fclose(f);
+	return true;
+}
+
+/* ca/cert/key of one API: readable, and no key without its certificate */
+static bool
+tls_files_check(const char *ca, const char *cert, const char *key, const char *prefix,
+		char *err, size_t errlen)
+{
+	char what[64];
+
+	if (key[0] != '\0' && cert[0] == '\0') {
+		errbuf_set(err, errlen, "%skey_file: set without %scert_file", prefix, prefix);
+		return false;
+	}
+	snprintf(what, sizeof(what), "%sca_file", prefix);
+	if (!tls_file_readable(ca, what, err, errlen))
+		return false;
+	snprintf(what, sizeof(what), "%scert_file", prefix);
+	if (!tls_file_readable(cert, what, err, errlen))
+		return false;
+	snprintf(what, sizeof(what), "%skey_file", prefix);
+	return tls_file_readable(key, what, err, errlen);
+}
+
+/* patroni_username and patroni_password_file come together; the password read */
+static bool
+patroni_auth_finish(struct helper_config *cfg, char *err, size_t errlen)
+{
+	char msg[512];
+
+	secret_wipe(cfg->patroni_password, sizeof(cfg->patroni_password));
+	if (cfg->patroni_username[0] == '\0' && cfg->patroni_password_file[0] == '\0')
+		return true;
+	if (cfg->patroni_password_file[0] == '\0') {
+		errbuf_set(err, errlen, "patroni_username: set without patroni_password_file");
+		return false;
+	}
+	if (cfg->patroni_username[0] == '\0') {
+		errbuf_set(err, errlen, "patroni_password_file: set without patroni_username");
+		return false;
+	}
+	if (!secret_password_read(cfg->patroni_password_file, cfg->patroni_password,
+				  sizeof(cfg->patroni_password), msg, sizeof(msg))) {
+		errbuf_set(err, errlen, "patroni_password_file: %s", msg);
+		return false;
+	}
 	return true;
 }
 
 bool
 helper_config_finish(struct helper_config *cfg, char *err, size_t errlen)
 {
+	struct helper_consul_env env = {
+		.addr = getenv("CONSUL_HTTP_ADDR"),
+		.ssl = getenv("CONSUL_HTTP_SSL"),
+		.token = getenv("CONSUL_HTTP_TOKEN"),
+		.token_file = getenv("CONSUL_HTTP_TOKEN_FILE"),
+		.cacert = getenv("CONSUL_CACERT"),
+		.client_cert = getenv("CONSUL_CLIENT_CERT"),
+		.client_key = getenv("CONSUL_CLIENT_KEY"),
+	};
 	char msg[512];
 
 	cfg->consul.token[0] = '\0';
-	if (!helper_config_consul_env(cfg, getenv("CONSUL_HTTP_ADDR"), getenv("CONSUL_HTTP_SSL"),
-				      getenv("CONSUL_HTTP_TOKEN"),
-				      getenv("CONSUL_HTTP_TOKEN_FILE"), err, errlen))
+	if (!helper_config_consul_env(cfg, &env, err, errlen))
 		return false;
 	if (cfg->token_file[0] != '\0' &&
 	    !consul_token_read(cfg->token_file, cfg->consul.token, sizeof(cfg->consul.token),
@@ -735,7 +899,11 @@ helper_config_finish(struct helper_config *cfg, char *err, size_t errlen)
 		errbuf_set(err, errlen, "token_file: %s", msg);
 		return false;
 	}
-	return true;
+	return tls_files_check(cfg->consul.ca_file, cfg->consul.cert_file, cfg->consul.key_file,
+			       "", err, errlen) &&
+	       tls_files_check(cfg->patroni_ca_file, cfg->patroni_cert_file,
+			       cfg->patroni_key_file, "patroni_", err, errlen) &&
+	       patroni_auth_finish(cfg, err, errlen);
 }
 
 void

@@ -18,7 +18,7 @@
 
 struct helper_config {
 	/* [consul] */
-	struct consul_settings consul;	/* url, namespace, wait, consistency, ca_file, proxy; token read from token_file */
+	struct consul_settings consul;	/* url, namespace, wait, consistency, ca_file, cert_file, key_file, proxy; token read from token_file */
 	char token_file[HELPER_VALUE_MAX];
 	bool url_set;			/* url given in the file or on the command line */
 	uint64_t no_leader_timeout_usec;	/* read for symmetry with pgbouncer.ini, unused */
@@ -26,6 +26,13 @@ struct helper_config {
 	/* [helper] */
 	char scope[256];
 	char patroni_url[CONSUL_URL_MAX];
+	/* every Patroni REST call: basic auth and TLS ("" = none, system CAs) */
+	char patroni_username[256];
+	char patroni_password_file[HELPER_VALUE_MAX];
+	char patroni_password[256];	/* read from patroni_password_file by finish */
+	char patroni_ca_file[HELPER_VALUE_MAX];
+	char patroni_cert_file[HELPER_VALUE_MAX];
+	char patroni_key_file[HELPER_VALUE_MAX];
 	char pgbouncer_admin[HELPER_VALUE_MAX];
 	char auth_file[HELPER_VALUE_MAX];
 	char extra_users_file[HELPER_VALUE_MAX];	/* auth_file lines kept verbatim; "" = none */
@@ -83,20 +90,36 @@ bool helper_config_set(struct helper_config *cfg, const char *section, const cha
  */
 bool helper_config_option(const char *option, const char **section, char *key, size_t keylen);
 
+/* consul's own CLI environment variables; NULL or "" = unset */
+struct helper_consul_env {
+	const char *addr;		/* CONSUL_HTTP_ADDR */
+	const char *ssl;		/* CONSUL_HTTP_SSL */
+	const char *token;		/* CONSUL_HTTP_TOKEN */
+	const char *token_file;		/* CONSUL_HTTP_TOKEN_FILE */
+	const char *cacert;		/* CONSUL_CACERT */
+	const char *client_cert;	/* CONSUL_CLIENT_CERT */
+	const char *client_key;		/* CONSUL_CLIENT_KEY */
+};
+
 /*
  * consul's own CLI environment, below what the file and the command line
  * set (as consul's flags win over it): CONSUL_HTTP_ADDR when [consul] url
  * was not set (host:port means http://, https:// with CONSUL_HTTP_SSL
  * true, or a full http(s) URL); CONSUL_HTTP_TOKEN_FILE, else
  * CONSUL_HTTP_TOKEN, when token_file was not set (the file wins over the
- * token, as in consul's api).  NULL or "" = unset.  The token goes to
- * cfg->consul.token, the token file to cfg->token_file (read by finish).
+ * token, as in consul's api); CONSUL_CACERT, CONSUL_CLIENT_CERT and
+ * CONSUL_CLIENT_KEY each when ca_file, cert_file or key_file was not set.
+ * The token goes to cfg->consul.token, the token file to cfg->token_file
+ * (read by finish).
  */
-bool helper_config_consul_env(struct helper_config *cfg, const char *addr, const char *ssl,
-			      const char *token, const char *token_file, char *err,
-			      size_t errlen);
+bool helper_config_consul_env(struct helper_config *cfg, const struct helper_consul_env *env,
+			      char *err, size_t errlen);
 
-/* after file and overrides: the environment above (getenv), then read token_file */
+/*
+ * After file and overrides: the environment above (getenv), then read
+ * token_file and patroni_password_file, and check that every CA,
+ * certificate and key file can be opened (errors name the setting).
+ */
 bool helper_config_finish(struct helper_config *cfg, char *err, size_t errlen);
 
 /*

@@ -1,6 +1,7 @@
 /*
  * Blocking HTTP for pgbouncer-helper: builds URLs and easy handles with
- * lib/consul_client (token header, TLS, proxy, limits) and runs one transfer.
+ * lib/consul_client (token header, TLS, proxy, limits), adds Patroni's
+ * basic auth and client certificate, and runs one transfer.
  */
 #include <stdio.h>
 #include <string.h>
@@ -23,11 +24,40 @@ http_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ul
 	return http_stop_flag != NULL && *http_stop_flag ? 1 : 0;
 }
 
+/* who a transfer goes to: the settings named in TLS errors, Patroni's basic auth */
+struct http_peer {
+	const char *tls_settings;	/* "[consul] ca_file, cert_file, key_file" */
+	const char *username;		/* NULL or "" = no basic auth */
+	const char *password;
+};
+
+static const struct http_peer consul_peer = {
+	"[consul] ca_file, cert_file, key_file", NULL, NULL
+};
+
+/* curl failures that come from the TLS handshake or a certificate */
+static bool
+http_tls_error(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_CRL_BADFILE:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* one transfer on settings s to url; errors name the method and the URL */
 static bool
-http_perform(const struct consul_settings *s, const char *method, const char *url,
-	     const char *body, long timeout_ms, struct consul_response *resp,
-	     char *err, size_t errlen)
+http_perform(const struct consul_settings *s, const struct http_peer *peer,
+	     const char *method, const char *url, const char *body, long timeout_ms,
+	     struct consul_response *resp, char *err, size_t errlen)
 {
 	CURL *easy;
 	struct curl_slist *headers = NULL;
@@ -46,6 +76,11 @@ http_perform(const struct consul_settings *s, const char *method, const char *ur
 	if (!consul_easy_setup(easy, s, url, timeout_ms, resp, &headers, msg, sizeof(msg))) {
 		errbuf_set(err, errlen, "%s %s: %s", method, url, msg);
 		goto done;
+	}
+	if (peer->username != NULL && peer->username[0] != '\0') {
+		curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+		curl_easy_setopt(easy, CURLOPT_USERNAME, peer->username);
+		curl_easy_setopt(easy, CURLOPT_PASSWORD, peer->password);
 	}
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, curl_err);
 	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
@@ -70,6 +105,13 @@ http_perform(const struct consul_settings *s, const char *method, const char *ur
 		else if (resp->too_large)
 			errbuf_set(err, errlen, "%s %s: answer larger than %d bytes", method, url,
 				   CONSUL_BODY_MAX);
+		else if (http_tls_error(rc) ||
+			 (strncmp(url, "https:", 6) == 0 &&
+			  (rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR)))
+			/* TLS 1.3 reports a refused client certificate on the first read */
+			errbuf_set(err, errlen, "%s %s: %s (TLS: check %s)", method, url,
+				   curl_err[0] ? curl_err : curl_easy_strerror(rc),
+				   peer->tls_settings);
 		else
 			errbuf_set(err, errlen, "%s %s: %s", method, url,
 				   curl_err[0] ? curl_err : curl_easy_strerror(rc));
@@ -80,6 +122,7 @@ http_perform(const struct consul_settings *s, const char *method, const char *ur
 done:
 	if (!ok)
 		consul_response_free(resp);
+	/* the handle keeps a copy of the password: gone with it */
 	curl_easy_cleanup(easy);
 	curl_slist_free_all(headers);
 	return ok;
@@ -95,7 +138,8 @@ http_consul(const struct helper_config *cfg, const char *method, const char *pat
 	memset(resp, 0, sizeof(*resp));
 	if (!consul_api_url(&cfg->consul, path, url, sizeof(url), err, errlen))
 		return false;
-	return http_perform(&cfg->consul, method, url, body, timeout_ms, resp, err, errlen);
+	return http_perform(&cfg->consul, &consul_peer, method, url, body, timeout_ms, resp,
+			    err, errlen);
 }
 
 bool
@@ -113,7 +157,48 @@ http_consul_kv(const struct helper_config *cfg, const char *key, uint64_t index,
 	}
 	if (!consul_kv_url(&s, cfg->scope, key, index, false, url, sizeof(url), err, errlen))
 		return false;
-	return http_perform(&s, "GET", url, NULL, timeout_ms, resp, err, errlen);
+	return http_perform(&s, &consul_peer, "GET", url, NULL, timeout_ms, resp, err, errlen);
+}
+
+/*
+ * method url on a Patroni REST API with the [helper] patroni_* TLS files
+ * (no Consul token, no proxy), and basic auth on everything but GET:
+ * Patroni asks it only of unsafe calls, and a GET may go to an api_url
+ * read from the DCS, which must not learn the password.  An HTTP 401 is
+ * an error saying which credentials were missing or refused.
+ */
+static bool
+patroni_perform(const struct helper_config *cfg, const char *method, const char *url,
+		const char *body, long timeout_ms, struct consul_response *resp, char *err,
+		size_t errlen)
+{
+	struct consul_settings s;
+	bool unsafe = strcmp(method, "GET") != 0;
+	struct http_peer peer = {
+		"patroni_ca_file, patroni_cert_file, patroni_key_file",
+		unsafe ? cfg->patroni_username : NULL, unsafe ? cfg->patroni_password : NULL
+	};
+	char shown[ERRBUF_VALUE_MAX];
+
+	memset(&s, 0, sizeof(s));
+	snprintf(s.ca_file, sizeof(s.ca_file), "%s", cfg->patroni_ca_file);
+	snprintf(s.cert_file, sizeof(s.cert_file), "%s", cfg->patroni_cert_file);
+	snprintf(s.key_file, sizeof(s.key_file), "%s", cfg->patroni_key_file);
+	if (!http_perform(&s, &peer, method, url, body, timeout_ms, resp, err, errlen))
+		return false;
+	if (resp->status != 401)
+		return true;
+	if (peer.username == NULL || peer.username[0] == '\0') {
+		errbuf_set(err, errlen, "%s %s: patroni answered HTTP 401 (authentication "
+			   "required): set patroni_username and patroni_password_file", method, url);
+	} else {
+		errbuf_printable(cfg->patroni_username, shown, sizeof(shown));
+		errbuf_set(err, errlen, "%s %s: patroni answered HTTP 401: it refused "
+			   "patroni_username \"%s\" with the password of patroni_password_file",
+			   method, url, shown);
+	}
+	consul_response_free(resp);
+	return false;
 }
 
 bool
@@ -121,28 +206,14 @@ http_patroni(const struct helper_config *cfg, const char *method, const char *pa
 	     const char *body, long timeout_ms, struct consul_response *resp,
 	     char *err, size_t errlen)
 {
-	struct consul_settings s;
 	char url[CONSUL_URL_MAX + 256];
 
 	memset(resp, 0, sizeof(*resp));
-	/* Patroni gets no Consul token and no proxy; https to it uses the system CAs */
-	memset(&s, 0, sizeof(s));
 	if (snprintf(url, sizeof(url), "%s%s", cfg->patroni_url, path) >= (int) sizeof(url)) {
 		errbuf_set(err, errlen, "patroni url too long");
 		return false;
 	}
-	return http_perform(&s, method, url, body, timeout_ms, resp, err, errlen);
-}
-
-bool
-http_patroni_url(const char *url, long timeout_ms, struct consul_response *resp,
-		 char *err, size_t errlen)
-{
-	struct consul_settings s;
-
-	memset(resp, 0, sizeof(*resp));
-	memset(&s, 0, sizeof(s));
-	return http_perform(&s, "GET", url, NULL, timeout_ms, resp, err, errlen);
+	return patroni_perform(cfg, method, url, body, timeout_ms, resp, err, errlen);
 }
 
 struct json_object *

@@ -36,14 +36,14 @@ bool http_consul(const struct helper_config *cfg, const char *method, const char
 bool http_consul_kv(const struct helper_config *cfg, const char *key, uint64_t index,
 		    uint64_t wait_usec, struct consul_response *resp, char *err, size_t errlen);
 
-/* method path on patroni_url (path starts with "/") */
+/*
+ * method path on patroni_url (path starts with "/"), with the patroni_*
+ * TLS files and basic auth; HTTP 401 is returned as an error (false)
+ * naming the credentials, any other status as an answer.
+ */
 bool http_patroni(const struct helper_config *cfg, const char *method, const char *path,
 		  const char *body, long timeout_ms, struct consul_response *resp,
 		  char *err, size_t errlen);
-
-/* GET of a full URL of another Patroni (an api_url from /cluster) */
-bool http_patroni_url(const char *url, long timeout_ms, struct consul_response *resp,
-		      char *err, size_t errlen);
 
 /*
  * Parse resp's body as JSON of the given type (json_type_object or

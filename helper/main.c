@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 
+#include "duration.h"
 #include "commands.h"
 #include "helper_config.h"
 #include "log.h"
@@ -67,7 +68,7 @@ static const struct command commands[] = {
 	 "  of the same or a newer version is refused.  Other roles: nothing.  Each\n"
 	 "  run is bounded by --timeout (default 120s).\n"},
 	{"upgrade", cmd_upgrade,
-	 "upgrade plan|run --to-version N [--from-step K] [--wait DUR]\n"
+	 "upgrade plan|run --to-version N [--from-step K] [--wait DUR] [--progress DUR]\n"
 	 "  Major upgrade of the scope's Patroni cluster, driven from Patroni's REST API:\n"
 	 "  save pg_hba/pg_ident, stop patroni everywhere, save the DCS configuration\n"
 	 "  and remove the scope from the DCS, initdb + pg_upgrade (--check first) on\n"
@@ -82,10 +83,13 @@ static const struct command commands[] = {
 	 "  state_dir, step_timeout, max_lag; escapes %m member, %h host, %p port,\n"
 	 "  %v major version, %s scope, %d data_dir, %b bin_dir.  --wait bounds each\n"
 	 "  wait for patroni (default 5m); step_timeout (default 1h, 0 = no limit)\n"
-	 "  bounds each command.\n"},
+	 "  bounds each command.  Waits, pg_upgrade and pgbackrest log a progress line\n"
+	 "  when they start, every --progress (default 10s) while they last (\"still\n"
+	 "  waiting for X: Y s of Z s, last seen: ...\") and when they end; pg_upgrade's\n"
+	 "  and pgbackrest's output (--log-level-console=info) is logged, masked.\n"},
 	{"restore", cmd_restore,
 	 "restore plan|run [--set LABEL] [--type default|immediate | --target-time T]\n"
-	 "           [--from-step K] [--wait DUR]\n"
+	 "           [--from-step K] [--wait DUR] [--progress DUR]\n"
 	 "  Restore the scope's cluster from pgBackRest: stop the standbys, then the\n"
 	 "  leader; save the DCS configuration and remove the scope from the DCS; move\n"
 	 "  the leader's data directory aside (never deleted); pgbackrest restore of\n"
@@ -94,9 +98,9 @@ static const struct command commands[] = {
 	 "  immediate), or at T (--target-time; target action pause, then\n"
 	 "  pg_wal_replay_resume()); start postgres until it leaves recovery, stop it;\n"
 	 "  put the saved configuration back; start the leader's patroni; move the\n"
-	 "  standbys' data aside and re-clone them.  Same plan/run/--from-step and\n"
-	 "  [upgrade] templates as upgrade; both refuse when patroni_url serves\n"
-	 "  another scope than helper.ini's.\n"},
+	 "  standbys' data aside and re-clone them.  Same plan/run/--from-step,\n"
+	 "  --progress and [upgrade] templates as upgrade; both refuse when\n"
+	 "  patroni_url serves another scope than helper.ini's.\n"},
 	{NULL, NULL, NULL}
 };
 
@@ -109,9 +113,11 @@ usage(FILE *out)
 		"       pgbouncer-helper --version\n\n"
 		"  -c FILE   helper.ini (default %s)\n"
 		"  options naming a helper.ini key override the file:\n"
-		"  --scope, --patroni-url, --pgbouncer-admin, --auth-file, --extra-users-file,\n"
-		"  --source, --exclude-users, --sync-interval, --pgbackrest-stanza, --datacenters,\n"
-		"  --dns-ttl, --consul-url, --consul-token-file, --consul-ca-file,\n"
+		"  --scope, --patroni-url, --patroni-username, --patroni-password-file,\n"
+		"  --patroni-ca-file, --patroni-cert-file, --patroni-key-file, --pgbouncer-admin,\n"
+		"  --auth-file, --extra-users-file, --source, --exclude-users, --sync-interval,\n"
+		"  --pgbackrest-stanza, --datacenters, --dns-ttl, --consul-url,\n"
+		"  --consul-token-file, --consul-ca-file, --consul-cert-file, --consul-key-file,\n"
 		"  --consul-namespace, --consul-wait, --consul-consistency, --consul-proxy\n\n"
 		"subcommands:\n", HELPER_CONFIG_DEFAULT_FILE);
 	for (c = commands; c->name; c++)
@@ -140,6 +146,24 @@ cmd_no_more_args(int argc, char **argv, int next)
 		log_error("unexpected argument \"%s\" (try --help)", argv[next]);
 		return false;
 	}
+	return true;
+}
+
+bool
+cmd_parse_duration(const char *name, const char *value, uint64_t *usec)
+{
+	char err[256];
+	uint64_t v;
+
+	if (!duration_parse(value, &v, err, sizeof(err))) {
+		log_error("--%s: \"%.32s\": %s", name, value, err);
+		return false;
+	}
+	if (v == 0) {
+		log_error("--%s: \"%.32s\": must be > 0", name, value);
+		return false;
+	}
+	*usec = v;
 	return true;
 }
 

@@ -1,47 +1,106 @@
 /*
  * Bounded child processes: fork, exec in a new process group, poll
- * waitpid until exit or deadline, then TERM and KILL that group only.
+ * waitpid until exit or deadline, then TERM and KILL that group only;
+ * optionally the child's output relayed line by line while it runs.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "errbuf.h"
 #include "run.h"
 
 #define RUN_KILL_GRACE_USEC UINT64_C(5000000)
+#define RUN_POLL_MSEC 50
+#define RUN_LINE_MAX 4096
 
-static uint64_t
-run_now(void)
+/* the child's output as lines for watch->line; a line over RUN_LINE_MAX is cut */
+struct run_lines {
+	char buf[RUN_LINE_MAX];
+	size_t len;
+};
+
+static void
+lines_feed(struct run_lines *l, const struct run_watch *w, const char *data, size_t n)
 {
-	struct timespec ts;
+	size_t i;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+	for (i = 0; i < n; i++) {
+		if (data[i] == '\n' || l->len == sizeof(l->buf) - 1) {
+			l->buf[l->len] = '\0';
+			w->line(w->arg, l->buf);
+			l->len = 0;
+			if (data[i] == '\n')
+				continue;
+		}
+		l->buf[l->len++] = data[i];
+	}
 }
 
-/* waitpid until the child ends or deadline passes; true when it ended */
+/* what is in the pipe now (non-blocking), into the lines; false at EOF */
 static bool
-run_wait(pid_t pid, uint64_t deadline, int *wstatus)
+lines_read(int fd, struct run_lines *l, const struct run_watch *w)
 {
-	struct timespec ts = {0, 50000000};
+	char data[4096];
+	ssize_t n;
+
+	for (;;) {
+		n = read(fd, data, sizeof(data));
+		if (n > 0) {
+			lines_feed(l, w, data, (size_t) n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0;	/* EAGAIN: open, nothing more now */
+	}
+}
+
+/*
+ * waitpid until the child ends or deadline passes; true when it ended.
+ * With watch: relay fd's lines and tick while waiting.
+ */
+static bool
+run_wait_watch(pid_t pid, uint64_t deadline, int *wstatus, int fd, struct run_lines *l,
+	       const struct run_watch *watch)
+{
+	struct pollfd pfd;
 	pid_t got;
 
 	for (;;) {
 		got = waitpid(pid, wstatus, WNOHANG);
-		if (got == pid)
+		if (got == pid || (got < 0 && errno != EINTR)) {
+			if (fd >= 0)
+				lines_read(fd, l, watch);
 			return true;
-		if (got < 0 && errno != EINTR)
-			return true;
-		if (run_now() >= deadline)
+		}
+		if (clock_usec() >= deadline)
 			return false;
-		nanosleep(&ts, NULL);
+		if (fd >= 0) {
+			pfd.fd = fd;
+			pfd.events = POLLIN;
+			pfd.revents = 0;
+			if (poll(&pfd, 1, RUN_POLL_MSEC) > 0 && !lines_read(fd, l, watch))
+				fd = -1;	/* EOF: nothing more to relay, keep waiting */
+			watch->tick(watch->arg);
+		} else {
+			if (watch)
+				watch->tick(watch->arg);
+			clock_sleep_usec(RUN_POLL_MSEC * 1000);
+		}
 	}
+}
+
+static bool
+run_wait(pid_t pid, uint64_t deadline, int *wstatus)
+{
+	return run_wait_watch(pid, deadline, wstatus, -1, NULL, NULL);
 }
 
 void
@@ -55,20 +114,34 @@ run_describe(char *const argv[], char *out, size_t len)
 		n += (size_t) snprintf(out + n, len - n, "%s%s", i ? " " : "", argv[i]);
 }
 
-/* run_command, with the child's stdout on out_fd when out_fd >= 0 */
+/*
+ * run_command, with the child's stdout on out_fd when out_fd >= 0; with
+ * watch, stdout and stderr go to a pipe whose lines watch->line gets.
+ */
 static bool
-run_to(char *const argv[], uint64_t timeout_usec, int out_fd, int *status, char *err,
-       size_t errlen)
+run_to(char *const argv[], uint64_t timeout_usec, int out_fd, const struct run_watch *watch,
+       int *status, char *err, size_t errlen)
 {
+	static struct run_lines lines;
 	char shown[512];
 	int wstatus = 0;
+	int pipefd[2] = {-1, -1};
 	pid_t pid;
 	int fd;
+	bool ended;
 
 	run_describe(argv, shown, sizeof(shown));
+	if (watch && pipe(pipefd) != 0) {
+		errbuf_set(err, errlen, "cannot make a pipe for %s: %s", shown, strerror(errno));
+		return false;
+	}
 	pid = fork();
 	if (pid < 0) {
 		errbuf_set(err, errlen, "cannot fork for %s: %s", shown, strerror(errno));
+		if (watch) {
+			close(pipefd[0]);
+			close(pipefd[1]);
+		}
 		return false;
 	}
 	if (pid == 0) {
@@ -80,17 +153,35 @@ run_to(char *const argv[], uint64_t timeout_usec, int out_fd, int *status, char 
 		}
 		if (out_fd >= 0)
 			dup2(out_fd, STDOUT_FILENO);
+		if (watch) {
+			dup2(pipefd[1], STDOUT_FILENO);
+			dup2(pipefd[1], STDERR_FILENO);
+			close(pipefd[0]);
+			close(pipefd[1]);
+		}
 		execvp(argv[0], argv);
 		fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
 	setpgid(pid, pid);
-	if (!run_wait(pid, timeout_usec == 0 ? UINT64_MAX : run_now() + timeout_usec,
-		      &wstatus)) {
+	if (watch) {
+		close(pipefd[1]);
+		fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+		fcntl(pipefd[0], F_SETFD, FD_CLOEXEC);
+		lines.len = 0;
+	}
+	ended = run_wait_watch(pid, timeout_usec == 0 ? UINT64_MAX : clock_usec() + timeout_usec,
+			       &wstatus, watch ? pipefd[0] : -1, &lines, watch);
+	if (watch) {
+		if (lines.len > 0)
+			lines_feed(&lines, watch, "\n", 1);
+		close(pipefd[0]);
+	}
+	if (!ended) {
 		kill(-pid, SIGTERM);
-		if (!run_wait(pid, run_now() + RUN_KILL_GRACE_USEC, &wstatus)) {
+		if (!run_wait(pid, clock_usec() + RUN_KILL_GRACE_USEC, &wstatus)) {
 			kill(-pid, SIGKILL);
-			run_wait(pid, run_now() + RUN_KILL_GRACE_USEC, &wstatus);
+			run_wait(pid, clock_usec() + RUN_KILL_GRACE_USEC, &wstatus);
 		}
 		errbuf_set(err, errlen, "%s did not finish within %.0f s: stopped", shown,
 			   (double) timeout_usec / 1e6);
@@ -113,7 +204,14 @@ run_to(char *const argv[], uint64_t timeout_usec, int out_fd, int *status, char 
 bool
 run_command(char *const argv[], uint64_t timeout_usec, int *status, char *err, size_t errlen)
 {
-	return run_to(argv, timeout_usec, -1, status, err, errlen);
+	return run_to(argv, timeout_usec, -1, NULL, status, err, errlen);
+}
+
+bool
+run_relay(char *const argv[], uint64_t timeout_usec, const struct run_watch *watch,
+	  int *status, char *err, size_t errlen)
+{
+	return run_to(argv, timeout_usec, -1, watch, status, err, errlen);
 }
 
 bool
@@ -129,7 +227,7 @@ run_capture(char *const argv[], uint64_t timeout_usec, int *status, char *out, s
 			   argv[0], strerror(errno));
 		return false;
 	}
-	ok = run_to(argv, timeout_usec, fileno(f), status, err, errlen);
+	ok = run_to(argv, timeout_usec, fileno(f), NULL, status, err, errlen);
 	rewind(f);
 	n = fread(out, 1, outlen - 1, f);
 	out[n] = '\0';

@@ -26,6 +26,22 @@ bool run_command(char *const argv[], uint64_t timeout_usec, int *status, char *e
 bool run_capture(char *const argv[], uint64_t timeout_usec, int *status, char *out,
 		 size_t outlen, char *err, size_t errlen);
 
+/* what run_relay calls: each output line (NUL-terminated, no newline), and a tick */
+struct run_watch {
+	void (*line)(void *arg, const char *line);
+	void (*tick)(void *arg);	/* about every 50 ms while the child runs */
+	void *arg;
+};
+
+/*
+ * run_command with the child's stdout and stderr read through a pipe and
+ * handed to watch->line one line at a time (so that they can be masked
+ * and logged), and watch->tick called while it runs.  Output the child
+ * leaves to processes it started in the background is not waited for.
+ */
+bool run_relay(char *const argv[], uint64_t timeout_usec, const struct run_watch *watch,
+	       int *status, char *err, size_t errlen);
+
 /* "pgbackrest --stanza=main check" for log lines */
 void run_describe(char *const argv[], char *out, size_t len);
 

@@ -1,12 +1,19 @@
 /*
  * Masking of passwords and tokens in log lines and printed commands, so
- * that no caller has to remember it: log.c runs every line through here.
+ * that no caller has to remember it (log.c runs every line through here),
+ * and the reading of password files.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "errbuf.h"
 #include "secret.h"
+
+/* a password file larger than this is not a password file */
+#define SECRET_FILE_MAX 4096
 
 /* names whose value is a secret; matched case-insensitively */
 static const char *const secret_names[] = {
@@ -125,4 +132,64 @@ secret_conninfo_has_password(const char *conninfo)
 			return true;
 	}
 	return false;
+}
+
+void
+secret_wipe(void *p, size_t n)
+{
+	volatile unsigned char *v = p;
+
+	while (n-- > 0)
+		*v++ = 0;
+}
+
+bool
+secret_password_read(const char *path, char *out, size_t len, char *err, size_t errlen)
+{
+	char buf[SECRET_FILE_MAX + 2];
+	char shown[ERRBUF_VALUE_MAX];
+	const char *why = NULL;
+	const char *nl;
+	size_t n, line, i;
+	FILE *f;
+
+	errbuf_printable(path, shown, sizeof(shown));
+	f = fopen(path, "r");
+	if (f == NULL) {
+		errbuf_set(err, errlen, "\"%s\": cannot open: %s", shown, strerror(errno));
+		return false;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	if (ferror(f))
+		why = "read error";
+	fclose(f);
+	buf[n] = '\0';
+	nl = memchr(buf, '\n', n);
+	line = nl != NULL ? (size_t) (nl - buf) : n;
+	if (why == NULL && n > SECRET_FILE_MAX)
+		why = "too large for a password file";
+	for (i = line + 1; why == NULL && i < n; i++) {
+		if (buf[i] != '\n' && buf[i] != '\r')
+			why = "holds more than one line";
+	}
+	if (line > 0 && buf[line - 1] == '\r')
+		line--;
+	for (i = 0; why == NULL && i < line; i++) {
+		if (buf[i] == '\0' || (unsigned char) buf[i] < 0x20 || buf[i] == 0x7f)
+			why = "holds a control character";
+	}
+	if (why == NULL && line == 0)
+		why = "is empty";
+	if (why == NULL && line >= len)
+		why = "holds a password too long";
+	if (why != NULL) {
+		errbuf_set(err, errlen, "\"%s\": %s", shown, why);
+		secret_wipe(buf, sizeof(buf));
+		secret_wipe(out, len);
+		return false;
+	}
+	memcpy(out, buf, line);
+	out[line] = '\0';
+	secret_wipe(buf, sizeof(buf));
+	return true;
 }

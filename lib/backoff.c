@@ -66,6 +66,16 @@ backoff_next(struct backoff *b)
 	return b->current_usec;
 }
 
+uint64_t
+backoff_next_hinted(struct backoff *b, uint64_t hint_usec)
+{
+	uint64_t d = backoff_next(b);
+
+	if (hint_usec > b->cap_usec)
+		hint_usec = b->cap_usec;
+	return hint_usec > d ? hint_usec : d;
+}
+
 void
 backoff_reset(struct backoff *b)
 {

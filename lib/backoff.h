@@ -32,6 +32,13 @@ void backoff_init(struct backoff *b, uint64_t base, uint64_t cap, unsigned int s
  */
 uint64_t backoff_next(struct backoff *b);
 
+/*
+ * backoff_next, lengthened to what the server asked for (Retry-After,
+ * 0: nothing asked) but never above cap: a server that asks for more
+ * than cap is retried at cap, as if it had not asked.
+ */
+uint64_t backoff_next_hinted(struct backoff *b, uint64_t hint_usec);
+
 /* after a success: the next failure starts again from base */
 void backoff_reset(struct backoff *b);
 

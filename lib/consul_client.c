@@ -514,6 +514,10 @@ consul_easy_setup(CURL *easy, const struct consul_settings *s, const char *url,
 	}
 	if (s->ca_file[0] != '\0')
 		CONSUL_SETOPT(easy, CURLOPT_CAINFO, s->ca_file);
+	if (s->cert_file[0] != '\0')
+		CONSUL_SETOPT(easy, CURLOPT_SSLCERT, s->cert_file);
+	if (s->key_file[0] != '\0')
+		CONSUL_SETOPT(easy, CURLOPT_SSLKEY, s->key_file);
 	if (list != NULL)
 		CONSUL_SETOPT(easy, CURLOPT_HTTPHEADER, list);
 	CONSUL_SETOPT(easy, CURLOPT_WRITEFUNCTION, consul_response_write);

@@ -28,6 +28,8 @@ struct consul_settings {
 	char url[CONSUL_URL_MAX];	/* http(s)://host:port, no trailing slash */
 	char token[CONSUL_TOKEN_MAX];	/* empty = none */
 	char ca_file[1024];		/* empty = system CAs */
+	char cert_file[1024];		/* client certificate (PEM); empty = none */
+	char key_file[1024];		/* its private key; empty = in cert_file */
 	char proxy[CONSUL_URL_MAX];	/* consul_proxy_check()ed; empty = none, the environment's ignored */
 	char namespace_[256];		/* Patroni namespace without slashes, "service" by default */
 	uint64_t wait_usec;		/* blocking-query wait; 0 = Consul's default (5m) */
@@ -90,6 +92,7 @@ bool consul_api_url(const struct consul_settings *s, const char *path, char *url
 /*
  * Set URL, timeouts (timeout_ms total, connect timeout), NOSIGNAL,
  * X-Consul-Token header when a token is set, CAINFO when ca_file is set,
+ * SSLCERT/SSLKEY when cert_file/key_file are set,
  * verification on for https, http/https only, no redirects, the proxy
  * (s->proxy, or none at all: http_proxy and friends in the environment
  * are never used), and write/

@@ -2,9 +2,11 @@
  * consul_request.c - a Consul GET on the curl loop and the sorting of its
  * answer: Consul's 404 for a missing key carries X-Consul-Index, a bare
  * 404 is something else answering; 403 and other statuses are errors
- * with a printable excerpt of the body (a token is never in it).  A new
- * connection the agent drops before answering is its per-client limit
- * (limits.http_max_conns_per_client) far more often than anything else.
+ * with a printable excerpt of the body (a token is never in it); an
+ * error's Retry-After (Consul's rate limiting: 429, 503) is kept for the
+ * caller's backoff.  A new connection the agent drops before answering is
+ * its per-client limit (limits.http_max_conns_per_client) far more often
+ * than anything else.
  */
 
 #include <string.h>
@@ -100,6 +102,21 @@ consul_request_conn_limited(CURL *easy, CURLcode rc, const char *errmsg)
 	}
 }
 
+/* libcurl parses both forms (seconds, HTTP date) into seconds from now */
+static void
+consul_request_retry_after(struct consul_request *req, CURL *easy)
+{
+	curl_off_t secs = 0;
+
+	if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &secs) != CURLE_OK ||
+	    secs <= 0)
+		return;
+	/* more than a day is as good as a day: the caller caps it far lower */
+	if (secs > 86400)
+		secs = 86400;
+	req->retry_after_usec = (uint64_t)secs * 1000000;
+}
+
 enum consul_answer
 consul_request_answer(struct consul_request *req, CURL *easy, CURLcode rc,
 		      const char *errmsg, char *err, size_t errlen)
@@ -108,6 +125,7 @@ consul_request_answer(struct consul_request *req, CURL *easy, CURLcode rc,
 	char body[96];
 
 	req->t = NULL;
+	req->retry_after_usec = 0;
 	consul_response_finish(easy, resp);
 	if (resp->too_large) {
 		errbuf_set(err, errlen, "answer larger than %d bytes refused",
@@ -137,6 +155,7 @@ consul_request_answer(struct consul_request *req, CURL *easy, CURLcode rc,
 	}
 	if (resp->status == 200)
 		return CONSUL_ANSWER_OK;
+	consul_request_retry_after(req, easy);
 	consul_request_excerpt(resp, body, sizeof(body));
 	if (resp->status == 403)
 		errbuf_set(err, errlen, "permission denied (http 403: %s)", body);

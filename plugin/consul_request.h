@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "consul_client.h"
 #include "curl_loop.h"
@@ -23,6 +24,7 @@ struct consul_request {
 	struct curl_transfer *t;	/* NULL: none in flight */
 	struct consul_response resp;
 	struct curl_slist *headers;
+	uint64_t retry_after_usec;	/* last answer's Retry-After; 0 none */
 	char url[CONSUL_URL_MAX + 512];
 };
 

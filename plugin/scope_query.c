@@ -54,14 +54,15 @@ scope_query_timer_cb(evutil_socket_t fd, short what, void *arg)
 	scope_query_start(arg);
 }
 
+/* hint_usec: what the answer's Retry-After asked for, 0 none */
 static void
-scope_query_failed(struct scope_query *q, const char *err)
+scope_query_failed(struct scope_query *q, const char *err, uint64_t hint_usec)
 {
 	errbuf_set(q->error, sizeof(q->error), "%s", err);
 	/* a restarted agent counts from 1 again: never block on a stale index */
 	q->index = 0;
 	q->on_error(q->arg, q->req.url, err, q->failures++ == 0);
-	scope_query_wait(q, backoff_next(&q->backoff));
+	scope_query_wait(q, backoff_next_hinted(&q->backoff, hint_usec));
 }
 
 static void
@@ -84,7 +85,7 @@ scope_query_done(struct curl_transfer *t, CURL *easy, CURLcode rc,
 	if (a == CONSUL_ANSWER_ERROR || a == CONSUL_ANSWER_CONN_LIMIT) {
 		q->conn_limited = a == CONSUL_ANSWER_CONN_LIMIT;
 		consul_request_done(&q->req);
-		scope_query_failed(q, err);
+		scope_query_failed(q, err, q->req.retry_after_usec);
 		return;
 	}
 	q->index = consul_index_next(previous, q->req.resp.has_index ?
@@ -121,7 +122,7 @@ scope_query_start(struct scope_query *q)
 	    !consul_request_start(q->loop, q->consul, &q->req, timeout,
 				  scope_query_done, q, err, sizeof(err))) {
 		q->conn_limited = false;
-		scope_query_failed(q, err);
+		scope_query_failed(q, err, 0);
 	}
 }
 

@@ -1,27 +1,29 @@
 #!/bin/sh
-# Download Patroni 4 for the lab (tests/lab/patroni4.pin: Debian trixie's
-# patroni and python3-ydiff, the one dependency bookworm lacks) through
-# apt with a private sources list, so the system's apt configuration and
-# its installed Patroni 3.0.2 are not touched; check both .debs against
-# the pinned SHA-256; unpack them into CACHE_DIR/patroni-VERSION, readable
-# by the postgres user that runs Patroni, and check that its patroni runs
-# and says VERSION.  apt verifies the downloads against the suite's signed
-# Release; the pinned sums also pin the exact builds.  A second run with
-# the unpacked prefix in place does nothing.
-# Usage: fetch-patroni.sh CACHE_DIR
-# (PGBC_PATRONI_PIN names another pin, PGBC_DEBIAN_MIRROR and
-# PGBC_DEBIAN_SUITE another apt source, for tests)
+# Download a Patroni 4 for the lab (a pin in tests/lab: patroni4.pin,
+# Debian trixie's 4.0.7, the default; patroni41.pin, sid's 4.1.5; each
+# names patroni and python3-ydiff, the one dependency bookworm lacks)
+# through apt with a private sources list, so the system's apt
+# configuration and its installed Patroni 3.0.2 are not touched; check both
+# .debs against the pinned SHA-256; unpack them into
+# CACHE_DIR/patroni-VERSION, readable by the postgres user that runs
+# Patroni, and check that its patroni runs and says VERSION.  apt verifies
+# the downloads against the suite's signed Release; the pinned sums also
+# pin the exact builds.  A second run with the unpacked prefix in place
+# does nothing.
+# Usage: fetch-patroni.sh CACHE_DIR [PIN]
+# (PIN, else PGBC_PATRONI_PIN, names another pin than patroni4.pin;
+# PGBC_DEBIAN_MIRROR and PGBC_DEBIAN_SUITE another apt source, for tests)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-pin=${PGBC_PATRONI_PIN:-$here/../tests/lab/patroni4.pin}
+pin=${2:-${PGBC_PATRONI_PIN:-$here/../tests/lab/patroni4.pin}}
 die() { echo "fetch-patroni: $*" >&2; exit 1; }
 [ -f "$pin" ] || die "no pin file $pin"
 . "$pin"
 apt_manual="download patroni $PATRONI_DEB_VERSION and python3-ydiff $YDIFF_DEB_VERSION from Debian $DEBIAN_SUITE by hand and dpkg -x both into CACHE_DIR/patroni-$PATRONI_VERSION"
 . "$here/debian-source.sh"
 
-cache=${1:?usage: fetch-patroni.sh CACHE_DIR}
+cache=${1:?usage: fetch-patroni.sh CACHE_DIR [PIN]}
 umask 022
 mkdir -p "$cache" || die "cannot create the cache directory $cache"
 cache=$(cd "$cache" && pwd)

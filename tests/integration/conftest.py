@@ -8,8 +8,8 @@ Environment:
     PGBC_CACHE   cache dir for the Consul .deb/binary (default /var/cache/pgbouncer-consul)
     PGBC_CONSUL  use this consul binary instead of fetching one
     PGBC_KEEP    if set, keep the lab work dirs under /tmp after the run (for logs)
-    PGBC_PATRONI 3 (default: bookworm's 3.0.2) or 4 (trixie's 4.0.7, fetched by
-                 scripts/fetch-patroni.sh into $PGBC_CACHE)
+    PGBC_PATRONI 3 (default: bookworm's 3.0.2), 4 (trixie's 4.0.7) or 4.1 (sid's
+                 4.1.5), fetched by scripts/fetch-patroni.sh into $PGBC_CACHE
 """
 
 from __future__ import annotations
@@ -155,6 +155,39 @@ def patroni_cluster(consul, request):
         cluster.start()
         lab.record_timing("patroni_version", cluster.patroni_version)
         lab.record_timing("patroni_cluster_start", cluster.start_time)
+        yield cluster
+    finally:
+        cluster.stop()
+        _cleanup(wd, _failed(request))
+
+
+@pytest.fixture(scope="module")
+def consul_dc(consul_bin, request):
+    """A real Consul datacenter shared by the module: three server agents
+    and the client agents `patroni` (Patroni's) and `fork` (the fork's)."""
+    _require_lab()
+    wd = _workdir("pgbc-lab-dc-")
+    dc = lab.ConsulCluster(wd, binary=consul_bin, clients=("patroni", "fork"))
+    try:
+        dc.start()
+        lab.record_timing("consul_dc_start", dc.start_time)
+        yield dc
+    finally:
+        dc.stop()
+        _cleanup(wd, _failed(request))
+
+
+@pytest.fixture(scope="module")
+def dc_patroni_cluster(consul_dc, request):
+    """patroni_cluster's 3-member cluster, talking to consul_dc's `patroni`
+    client agent."""
+    _require_lab()
+    wd = _workdir("pgbc-lab-dc-patroni-")
+    cluster = lab.PatroniCluster(wd, consul_dc.client("patroni"))
+    try:
+        cluster.start()
+        lab.record_timing("patroni_version", cluster.patroni_version)
+        lab.record_timing("dc_patroni_cluster_start", cluster.start_time)
         yield cluster
     finally:
         cluster.stop()

@@ -13,7 +13,8 @@ chowned to postgres.
 Which Patroni runs comes from one place, $PGBC_PATRONI (patroni_install()):
 ``3`` (default) is bookworm's installed /usr/bin/patroni 3.0.2, ``4`` is trixie's
 4.0.7 unpacked by scripts/fetch-patroni.sh into $PGBC_CACHE/patroni-4.0.7 and run
-with /usr/bin/python3 and that prefix on PYTHONPATH.  A cluster checks at start
+with /usr/bin/python3 and that prefix on PYTHONPATH, ``4.1`` sid's 4.1.5 the same
+way (PGBC_PATRONI_PIN=tests/lab/patroni41.pin for the fetch script).  A cluster checks at start
 that Patroni says the version asked for (``cluster.patroni_version``).
 
 Typical use::
@@ -36,6 +37,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -52,6 +54,8 @@ REPO = HERE.parent.parent
 FETCH_CONSUL = REPO / "tests" / "lab" / "fetch-consul.sh"
 FETCH_PATRONI = REPO / "scripts" / "fetch-patroni.sh"
 PATRONI4_PIN = REPO / "tests" / "lab" / "patroni4.pin"
+# PGBC_PATRONI values run from a private prefix, and the pin that says which
+PATRONI_PINS = {"4": PATRONI4_PIN, "4.1": REPO / "tests" / "lab" / "patroni41.pin"}
 DEFAULT_CACHE = "/var/cache/pgbouncer-consul"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # bookworm's installed Patroni (PGBC_PATRONI=3); patroni_install() picks one
@@ -290,8 +294,10 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def http_request(method: str, url: str, body: Any = None, headers: dict | None = None,
-                 timeout: float = 10.0) -> tuple[int, dict, bytes]:
-    """(status, headers, body) - never raises for HTTP error statuses."""
+                 timeout: float = 10.0,
+                 context: ssl.SSLContext | None = None) -> tuple[int, dict, bytes]:
+    """(status, headers, body) - never raises for HTTP error statuses.  context:
+    the TLS context for https (CA, client certificate)."""
     data = None
     hdrs = dict(headers or {})
     if body is not None:
@@ -303,16 +309,20 @@ def http_request(method: str, url: str, body: Any = None, headers: dict | None =
             data = json.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    opener = _OPENER if context is None else urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
     try:
-        with _OPENER.open(req, timeout=timeout) as r:
+        with opener.open(req, timeout=timeout) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers or {}), e.read() if e.fp else b""
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0,
-              headers: dict | None = None) -> tuple[int, Any]:
-    status, _, raw = http_request(method, url, body, headers=headers, timeout=timeout)
+              headers: dict | None = None,
+              context: ssl.SSLContext | None = None) -> tuple[int, Any]:
+    status, _, raw = http_request(method, url, body, headers=headers, timeout=timeout,
+                                  context=context)
     try:
         return status, json.loads(raw) if raw else None
     except ValueError:
@@ -336,6 +346,52 @@ def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.2,
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
                                + (f" (last error: {last_exc!r})" if last_exc else ""))
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- tls
+
+@dataclass
+class TlsFiles:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client
+    certificate it signed, as PEM files (readable by postgres)."""
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def client_context(self, cert: bool = True) -> ssl.SSLContext:
+        """A context trusting the CA, presenting the client certificate if cert."""
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        if cert:
+            ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_tls_files(d: Path, owner: str | None = PG_USER) -> TlsFiles:
+    """A CA, a server cert (SAN IP:127.0.0.1) and a client cert (CN lab-client) in d."""
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+             "/CN=lab-ca", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    ext = d / "server.ext"
+    ext.write_text("subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage = clientAuth\n")
+    for name, cn in (("server", "127.0.0.1"), ("client", "lab-client")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+                 "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))
+        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
+                 "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
+                 "-extfile", str(d / f"{name}.ext"), "-out", str(d / f"{name}.pem"))
+    for f in d.iterdir():
+        f.chmod(0o600 if f.suffix == ".key" else 0o644)
+    if owner:
+        chown_tree(d, owner)
+    return TlsFiles(ca=d / "ca.pem", server_cert=d / "server.pem", server_key=d / "server.key",
+                    client_cert=d / "client.pem", client_key=d / "client.key")
 
 
 # --------------------------------------------------------------------------- consul
@@ -419,23 +475,29 @@ class PatroniInstall:
 
 def patroni_install(major: str | None = None) -> PatroniInstall:
     """The Patroni the lab runs: `major` or $PGBC_PATRONI, "3" (default:
-    bookworm's /usr/bin/patroni 3.0.2) or "4" (trixie's, unpacked by
-    scripts/fetch-patroni.sh into $PGBC_CACHE/patroni-<version>)."""
+    bookworm's /usr/bin/patroni 3.0.2), "4" (trixie's 4.0.7) or "4.1" (sid's
+    4.1.5), both unpacked by scripts/fetch-patroni.sh into
+    $PGBC_CACHE/patroni-<version>.  The install's `major` is "3" or "4"
+    (what differs between Patroni's major versions)."""
     major = str(major or os.environ.get("PGBC_PATRONI") or "3")
     if major == "3":
         if not os.path.exists(PATRONI_BIN):
             raise RuntimeError(f"{PATRONI_BIN} missing: apt-get install patroni "
                                "(scripts/install-deps.sh)")
         return PatroniInstall("3", PATRONI3_VERSION)
-    if major == "4":
-        version = _pin_values(PATRONI4_PIN)["PATRONI_VERSION"]
+    if major in PATRONI_PINS:
+        pin = PATRONI_PINS[major]
+        version = _pin_values(pin)["PATRONI_VERSION"]
         cache = Path(os.environ.get("PGBC_CACHE") or DEFAULT_CACHE)
         prefix = cache / f"patroni-{version}"
         if not (prefix / "usr" / "bin" / "patroni").exists():
-            raise RuntimeError(f"PGBC_PATRONI=4: no Patroni {version} in {prefix}: "
-                               f"run {FETCH_PATRONI} {cache} (test.sh does)")
-        return PatroniInstall("4", version, prefix)
-    raise RuntimeError(f"PGBC_PATRONI={major!r}: say 3 (Patroni {PATRONI3_VERSION}) or 4")
+            fetch = FETCH_PATRONI if pin == PATRONI4_PIN else \
+                f"PGBC_PATRONI_PIN={pin} {FETCH_PATRONI}"
+            raise RuntimeError(f"PGBC_PATRONI={major}: no Patroni {version} in {prefix}: "
+                               f"run {fetch} {cache} (test.sh does)")
+        return PatroniInstall(major.split(".")[0], version, prefix)
+    raise RuntimeError(f"PGBC_PATRONI={major!r}: say 3 (Patroni {PATRONI3_VERSION}), "
+                       f"4 or 4.1 (tests/lab/patroni4.pin, patroni41.pin)")
 
 
 @dataclass
@@ -471,9 +533,17 @@ class Consul:
 
     def __init__(self, workdir: str | os.PathLike, acl_master_token: str | None = None,
                  binary: str | None = None, node: str = "lab1", datacenter: str = "dc1",
-                 log_level: str = "info", extra_hcl: str | None = None):
+                 log_level: str = "info", extra_hcl: str | None = None,
+                 role: str = "dev", bootstrap_expect: int = 0,
+                 join: Iterable[str] = ()):
+        """role "dev" (in memory), or "server"/"client" of a ConsulCluster:
+        state in workdir/data (kept across restarts), `join` the serf-lan
+        addresses to retry-join, `bootstrap_expect` the servers to wait for."""
+        if role not in ("dev", "server", "client"):
+            raise ValueError(f"consul role {role!r}: say dev, server or client")
         self.workdir = Path(workdir)
         self.extra_hcl = extra_hcl
+        self.role, self.bootstrap_expect, self.join = role, bootstrap_expect, list(join)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.binary = binary or consul_binary()
         self.token = acl_master_token
@@ -517,7 +587,16 @@ class Consul:
     # -- lifecycle
     def _cmd(self) -> list[str]:
         p = self.ports
-        cmd = [self.binary, "agent", "-dev", "-node", self.node, "-datacenter", self.datacenter,
+        mode = ["-dev"] if self.role == "dev" else ["-data-dir", str(self.workdir / "data")]
+        if self.role == "server":
+            mode += ["-server", "-bootstrap-expect", str(self.bootstrap_expect)]
+        for addr in self.join:
+            mode += ["-retry-join", addr]
+        if self.join:
+            # agents launched together find each other's ports closed at
+            # first: retry every second, not every 30 s (the default)
+            mode += ["-retry-interval", "1s"]
+        cmd = [self.binary, "agent", *mode, "-node", self.node, "-datacenter", self.datacenter,
                "-bind", "127.0.0.1", "-client", "127.0.0.1", "-advertise", "127.0.0.1",
                "-http-port", str(p["http"]), "-dns-port", str(p["dns"]),
                "-serf-lan-port", str(p["serf_lan"]), "-serf-wan-port", str(p["serf_wan"]),
@@ -536,10 +615,37 @@ class Consul:
             cmd += ["-config-file", str(extra)]
         return cmd
 
+    @property
+    def serf_lan_address(self) -> str:
+        """What other agents -retry-join."""
+        return f"127.0.0.1:{self.ports['serf_lan']}"
+
+    @property
+    def server_address(self) -> str:
+        """What /v1/status/leader names when this server leads Raft."""
+        return f"127.0.0.1:{self.ports['server']}"
+
     def start(self, timeout: float = 30.0) -> "Consul":
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def kill9(self) -> None:
+        """SIGKILL the agent by PID: no leave, no cleanup (a crash)."""
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        _signal(pid, signal.SIGKILL)
+        wait_pid_gone(pid, 10, self.proc)
+        self.proc = None
+        REGISTRY.remove(self)
+        log(f"kill -9 consul {self.node} (pid {pid})")
+
+    def launch(self) -> "Consul":
+        """Start the process without waiting for it to serve (the servers of
+        a cluster serve only once all of them run)."""
         if self.proc and self.proc.poll() is None:
             return self
-        t0 = time.monotonic()
+        self._t0 = time.monotonic()
         logf = open(self.log_path, "ab")
         logf.write(f"\n==== start #{self.starts + 1} {time.ctime()} ====\n".encode())
         logf.flush()
@@ -549,6 +655,12 @@ class Consul:
         logf.close()
         self.starts += 1
         REGISTRY.add(self)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> "Consul":
+        """Wait until the agent answers, has a Raft leader, takes a KV write
+        and has registered its own node."""
+        t0 = self._t0
         try:
             def ready() -> bool:
                 if self.proc.poll() is not None:
@@ -566,7 +678,7 @@ class Consul:
                     if st != 200:
                         return False
                 # KV store writable?
-                st, _, _ = self._kv_req("PUT", "lab/ready", b"1")
+                st, _, _ = self._kv_req("PUT", f"lab/ready/{self.node}", b"1")
                 if st != 200:
                     return False
                 # the agent's own node registered (sessions need it: a
@@ -580,12 +692,13 @@ class Consul:
                     raise ConsulError(f"consul not ready after {timeout}s; log tail:\n"
                                       f"{self.log_tail()}")
                 time.sleep(0.1)
-            self._kv_req("DELETE", "lab/ready")
+            self._kv_req("DELETE", f"lab/ready/{self.node}")
         except BaseException:
             self.stop()
             raise
         self.start_time = time.monotonic() - t0
-        log(f"consul up at {self.url} (pid {self.pid}) in {self.start_time:.2f}s")
+        log(f"consul {self.role} {self.node} up at {self.url} (pid {self.pid}) in "
+            f"{self.start_time:.2f}s")
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -725,6 +838,86 @@ class Consul:
                         + ("?" + urllib.parse.urlencode(q) if q else ""))
 
 
+class ConsulCluster:
+    """A real Consul datacenter on loopback: `servers` server agents
+    (Raft, bootstrap-expect) and one client agent per name in `clients`,
+    each with its own ports and data dir, as in production where every
+    host talks to its local client agent.  raft_multiplier 1 gives
+    production election times (LAB.md: the default 5 took 17 s)."""
+
+    def __init__(self, workdir: str | os.PathLike, binary: str | None = None,
+                 servers: int = 3, clients: Iterable[str] = ("client1",),
+                 datacenter: str = "dc1", log_level: str = "info"):
+        self.workdir = Path(workdir)
+        binary = binary or consul_binary()
+        hcl = "performance {\n  raft_multiplier = 1\n}\n"
+        self.servers = [Consul(self.workdir / f"s{i + 1}", binary=binary, node=f"s{i + 1}",
+                               datacenter=datacenter, log_level=log_level, extra_hcl=hcl,
+                               role="server", bootstrap_expect=servers)
+                        for i in range(servers)]
+        joins = [s.serf_lan_address for s in self.servers]
+        for s in self.servers:
+            s.join = [a for a in joins if a != s.serf_lan_address]
+        self.clients = {n: Consul(self.workdir / n, binary=binary, node=n,
+                                  datacenter=datacenter, log_level=log_level,
+                                  extra_hcl=hcl, role="client", join=joins)
+                        for n in clients}
+        self.start_time: float | None = None
+
+    def __repr__(self) -> str:
+        return (f"<ConsulCluster servers={[s.node for s in self.servers]} "
+                f"clients={list(self.clients)}>")
+
+    def agents(self) -> list[Consul]:
+        return [*self.servers, *self.clients.values()]
+
+    def client(self, name: str) -> Consul:
+        return self.clients[name]
+
+    def start(self, timeout: float = 60.0) -> "ConsulCluster":
+        t0 = time.monotonic()
+        try:
+            for a in self.agents():
+                a.launch()
+            for a in self.agents():
+                a.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_time = time.monotonic() - t0
+        log(f"consul cluster up in {self.start_time:.1f}s: leader {self.leader().node}")
+        return self
+
+    def stop(self) -> None:
+        for a in reversed(self.agents()):
+            a.stop()
+
+    def leader(self, via: Consul | None = None) -> Consul:
+        """The server that leads Raft now, as `via` (default: any running
+        agent) sees it; raises ConsulError while there is none."""
+        for a in ([via] if via else self.agents()):
+            if a.proc is None:
+                continue
+            try:
+                st, body = http_json("GET", a.url + "/v1/status/leader", timeout=2)
+            except OSError:
+                continue
+            for s in self.servers:
+                if st == 200 and body == s.server_address:
+                    return s
+        raise ConsulError("no consul raft leader")
+
+    def wait_leader(self, not_node: str | None = None, timeout: float = 60.0) -> Consul:
+        """Wait for a Raft leader (other than the server named not_node) that
+        every running agent agrees on."""
+        def agreed() -> Consul | None:
+            seen = {self.leader(a).node for a in self.agents() if a.proc is not None}
+            if len(seen) == 1 and not_node not in seen:
+                return self.leader()
+            return None
+        return wait_until(agreed, timeout, 0.1, f"a consul raft leader other than {not_node}")
+
+
 def _hget(hdrs: dict, name: str) -> str | None:
     for k, v in hdrs.items():
         if k.lower() == name.lower():
@@ -836,6 +1029,7 @@ class Member:
     host: str = "127.0.0.1"
     proc: subprocess.Popen | None = None
     starts: int = 0
+    scheme: str = "http"
 
     @property
     def data_dir(self) -> Path:
@@ -855,7 +1049,7 @@ class Member:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"{self.scheme}://127.0.0.1:{self.api_port}"
 
     @property
     def pid(self) -> int | None:
@@ -916,8 +1110,16 @@ class PatroniCluster:
                  members: int = 3, namespace: str = "service", ttl: int = 20,
                  loop_wait: int = 2, retry_timeout: int | None = None,
                  names: Iterable[str] | None = None, pg_parameters: dict | None = None,
-                 register_service: bool = True, patroni: str | None = None):
+                 register_service: bool = True, patroni: str | None = None,
+                 restapi_auth: tuple[str, str] | None = None,
+                 restapi_tls: TlsFiles | None = None):
+        """restapi_auth: (username, password) Patroni's REST API asks of unsafe
+        calls (PATCH /config, switchover, restart...); restapi_tls: https with
+        verify_client required (a client certificate for every call).  The
+        lab's own REST calls, Patroni's and patronictl's use both."""
         self.workdir = Path(workdir)
+        self.restapi_auth = restapi_auth
+        self.restapi_tls = restapi_tls
         self.consul = consul
         self.scope = scope
         self.namespace = namespace.strip("/")
@@ -942,7 +1144,8 @@ class PatroniCluster:
         self._members: dict[str, Member] = {}
         for n in names:
             self._members[n] = Member(name=n, port=free_port(), api_port=free_port(),
-                                      dir=self.workdir / n)
+                                      dir=self.workdir / n,
+                                      scheme="https" if restapi_tls else "http")
         self.start_time: float | None = None
         self._write_configs()
 
@@ -1003,7 +1206,9 @@ class PatroniCluster:
             "log": {"level": "INFO",
                     "format": "%(asctime)s %(levelname)s: %(message)s"},
             "restapi": {"listen": f"127.0.0.1:{m.api_port}",
-                        "connect_address": f"127.0.0.1:{m.api_port}"},
+                        "connect_address": f"127.0.0.1:{m.api_port}",
+                        **self._restapi_hardening()[0]},
+            **({"ctl": self._restapi_hardening()[1]} if self.restapi_tls else {}),
             "consul": consul_cfg,
             "bootstrap": {
                 "dcs": {
@@ -1035,6 +1240,21 @@ class PatroniCluster:
             },
             "watchdog": {"mode": "off"},
         }
+
+    def _restapi_hardening(self) -> tuple[dict, dict]:
+        """(restapi keys, ctl section) for restapi_auth and restapi_tls."""
+        restapi: dict[str, Any] = {}
+        ctl: dict[str, Any] = {}
+        if self.restapi_auth:
+            restapi["authentication"] = {"username": self.restapi_auth[0],
+                                         "password": self.restapi_auth[1]}
+        t = self.restapi_tls
+        if t:
+            restapi.update(certfile=str(t.server_cert), keyfile=str(t.server_key),
+                           cafile=str(t.ca), verify_client="required")
+            ctl.update(insecure=False, cacert=str(t.ca), certfile=str(t.client_cert),
+                       keyfile=str(t.client_key))
+        return restapi, ctl
 
     def _write_configs(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -1246,9 +1466,20 @@ class PatroniCluster:
         kv = self.consul.kv_get(self.member_key(name))
         return kv.json() if kv else None
 
+    def rest_credentials(self) -> dict:
+        """http_json keyword arguments with the REST API's basic auth and TLS."""
+        kw: dict[str, Any] = {}
+        if self.restapi_auth:
+            token = base64.b64encode(":".join(self.restapi_auth).encode()).decode()
+            kw["headers"] = {"Authorization": f"Basic {token}"}
+        if self.restapi_tls:
+            kw["context"] = self.restapi_tls.client_context()
+        return kw
+
     def rest(self, name: str, path: str, method: str = "GET", body: Any = None,
              timeout: float = 5.0) -> tuple[int, Any]:
-        return http_json(method, self._members[name].api_url + path, body, timeout=timeout)
+        return http_json(method, self._members[name].api_url + path, body, timeout=timeout,
+                         **self.rest_credentials())
 
     def cluster_view(self) -> dict | None:
         """GET /cluster from the first member that answers."""
@@ -1256,7 +1487,8 @@ class PatroniCluster:
             if m.pid is None:
                 continue
             try:
-                st, body = http_json("GET", m.api_url + "/cluster", timeout=2)
+                st, body = http_json("GET", m.api_url + "/cluster", timeout=2,
+                                     **self.rest_credentials())
                 if st == 200 and isinstance(body, dict):
                     return body
             except OSError:

@@ -1,7 +1,9 @@
-"""Listeners for the proxy tests: a trap that records every byte a client
-sends it and answers nothing, an HTTP forward proxy in front of the real
-Consul agent that records the request lines it forwards, and the process
-environment that points every proxy variable libcurl reads at a trap."""
+"""Listeners for the proxy and fault tests: a trap that records every byte a
+client sends it and answers nothing, an HTTP forward proxy in front of the
+real Consul agent that records the request lines it forwards, a fault proxy
+that stands in for the agent and can be switched to answer badly, and the
+process environment that points every proxy variable libcurl reads at a
+trap."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import http.server
 import os
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -165,6 +168,85 @@ class ForwardProxy:
         with self._cond:
             return self._cond.wait_for(
                 lambda: any(ln.startswith(prefix) for ln in self.request_lines), timeout)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+
+
+class FaultProxy:
+    """An HTTP proxy in front of the real Consul agent at consul_url (the
+    plugin's url points here) that can be switched to answer every new
+    request itself: "500", "429" or "503" (what Consul's rate limiting
+    answers, with a Retry-After of `retry_after` if set), garbage with a good
+    index, a 2 MB body, or nothing for longer than the plugin's HTTP
+    timeout ("slow"); "pass" forwards.  A request already forwarded when
+    the mode changes finishes as the agent answers it.  Counts requests and
+    records, for each one the fault answered, when it arrived and when its
+    answer started (monotonic clock)."""
+
+    STATUS_BODIES = {"500": b"No cluster leader",
+                     "429": b"request rate limit exceeded, try a less busy server",
+                     "503": b"request rate limit exceeded, try again later"}
+
+    def __init__(self, consul_url: str):
+        proxy = self
+        self.consul_url, self.mode, self.requests = consul_url, "pass", 0
+        self.retry_after: str | None = None
+        self.faulted: list[tuple[float, float, str]] = []   # (arrived, answered, mode)
+        self._cond = threading.Condition()
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        class Handler(AgentAnswerHandler):
+            def do_GET(self):
+                arrived = time.monotonic()
+                proxy.requests += 1
+                mode = proxy.mode
+                if mode == "pass":
+                    return self.answer(*self.forward(proxy._opener, proxy.consul_url + self.path))
+                if mode == "slow":
+                    time.sleep(12)
+                    return self.answer(200, b"[]")
+                # stamped before the answer goes out: the client cannot have
+                # started its backoff earlier
+                with proxy._cond:
+                    proxy.faulted.append((arrived, time.monotonic(), mode))
+                    proxy._cond.notify_all()
+                if mode in proxy.STATUS_BODIES:
+                    return self.status_answer(int(mode), proxy.STATUS_BODIES[mode],
+                                              proxy.retry_after if mode != "500" else None)
+                if mode == "garbage":
+                    return self.answer(200, b"<html>not consul</html>", index="999999")
+                if mode == "huge":
+                    return self.answer(200, b"[" + b" " * (2 * 1024 * 1024) + b"]",
+                                       index="999999")
+                self.answer(500, f"fault proxy: unknown mode {mode}".encode())
+
+            def status_answer(self, status: int, body: bytes, retry_after: str | None):
+                try:
+                    self.send_response(status)
+                    if retry_after is not None:
+                        self.send_header("Retry-After", retry_after)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"FaultProxy({self.url}, mode={self.mode}, requests={self.requests})"
+
+    def wait_faulted(self, n: int, timeout: float) -> bool:
+        """Wait until the fault has answered n requests in all."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.faulted) >= n, timeout)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -33,7 +33,7 @@ import pytest
 
 import lab
 from fork import PGBOUNCER, PLUGIN, Bouncer, db_line
-from proxy_traps import AgentAnswerHandler, ByteRecorder, ForwardProxy, proxy_environment
+from proxy_traps import ByteRecorder, FaultProxy, ForwardProxy, proxy_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
 
@@ -933,47 +933,10 @@ def test_replica_role_member_stops_and_returns(patroni_cluster, consul, bouncer_
 
 # --------------------------------------------------------------------------- faulty answers
 
-class FaultProxy:
-    """An HTTP proxy in front of the real Consul agent that can be switched to
-    answer every request itself: 500, garbage with a good index, a 2 MB body,
-    or nothing for longer than the plugin's HTTP timeout.  Counts requests."""
-
-    def __init__(self, consul: lab.Consul):
-        import http.server
-        import urllib.request
-        proxy = self
-        self.consul, self.mode, self.requests = consul, "pass", 0
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-        class Handler(AgentAnswerHandler):
-            def do_GET(self):
-                proxy.requests += 1
-                mode = proxy.mode
-                if mode == "slow":
-                    time.sleep(12)
-                    return self.answer(200, b"[]")
-                if mode == "500":
-                    return self.answer(500, b"No cluster leader")
-                if mode == "garbage":
-                    return self.answer(200, b"<html>not consul</html>", index="999999")
-                if mode == "huge":
-                    return self.answer(200, b"[" + b" " * (2 * 1024 * 1024) + b"]", index="999999")
-                self.answer(*self.forward(proxy._opener, proxy.consul.url + self.path))
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.mark.parametrize("mode,error", [("500", "500"), ("garbage", "json"),
                                         ("huge", "large"), ("slow", "timed out")])
 def test_consul_faults_keep_last_leader(fake, consul, bouncer_factory, mode, error):
-    proxy = FaultProxy(consul)
+    proxy = FaultProxy(consul.url)
     try:
         b = bouncer_factory(consul, {"fdb": db_line("fake")},
                             consul_settings={"url": proxy.url, "wait": "2s"},

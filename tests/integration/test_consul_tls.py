@@ -18,9 +18,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180, method="signal")
 @pytest.fixture(scope="module")
 def tls_consul():
     d = lab.make_workdir("pgbc-tls-")
-    ca_pem, ca_key = make_ca(d, "lab-ca")
-    other_ca, _ = make_ca(d, "other-ca")
-    cert, key = make_cert(d, ca_pem, ca_key)
+    tls = lab.make_tls_files(d / "tls")
+    other_ca = lab.make_tls_files(d / "other").ca      # a CA that did not sign the agent's
+    ca_pem, cert, key = tls.ca, tls.server_cert, tls.server_key
     https = lab.free_port()
     c = lab.Consul(d / "consul", extra_hcl=(
         f'ports {{ https = {https} }}\n'

@@ -5,7 +5,8 @@ PgBouncer fork for logins and RELOAD, and pgBackRest 2.45.
     /usr/bin/python3 -m pytest -v tests/integration/test_helper.py   (as root)
 
 Environment:
-    PGBC_PATRONI    3 (bookworm's 3.0.2, default) or 4 (trixie's 4.0.7, see lab.py)
+    PGBC_PATRONI    3 (bookworm's 3.0.2, default), 4 (trixie's 4.0.7) or 4.1 (sid's
+                    4.1.5), see lab.py
     PGBC_HELPER     the pgbouncer-helper binary (default: the build tree's)
     PGBC_PGBOUNCER  the fork's pgbouncer (default: the build tree's)
 

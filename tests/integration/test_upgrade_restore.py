@@ -1,7 +1,8 @@
 """pgbouncer-helper upgrade and restore against the real lab: a 3-member Patroni
 cluster on PostgreSQL 13 (Debian bullseye's binaries from a private prefix) is
 upgraded to 15 with `upgrade run`, then restored from pgBackRest with `restore run`.
-Patroni is bookworm's 3.0.2, or trixie's 4.0.7 with PGBC_PATRONI=4 (see lab.py).
+Patroni is bookworm's 3.0.2, trixie's 4.0.7 with PGBC_PATRONI=4 or sid's 4.1.5
+with PGBC_PATRONI=4.1 (see lab.py).
 
     /usr/bin/python3 -m pytest -v tests/integration/test_upgrade_restore.py   (as root)
 
@@ -322,6 +323,57 @@ def wait_archived(conn: psycopg.Connection) -> None:
                             .fetchone()[0] or "") >= seg, 120, 0.3, f"{seg} archived")
 
 
+def assert_progress_line(stderr: str, pattern: str) -> None:
+    assert re.search(pattern, stderr), f"no line matching {pattern!r} in:\n{stderr}"
+
+
+def assert_wait_progress(stderr: str, what: str, limit: int) -> None:
+    """A wait's start and end lines (its 'still' lines depend on how long it took)."""
+    w = re.escape(what)
+    assert_progress_line(stderr, rf"LOG waiting for {w} \(up to {limit} s\)")
+    assert_progress_line(stderr, rf"LOG done waiting for {w} after \d+\.\d s")
+
+
+def assert_start_progress(stderr: str, leader: str, replicas: list[str]) -> None:
+    """The waits for the leader, the re-cloned replicas and their streaming."""
+    assert_wait_progress(stderr, f"{leader} to run as primary of version 15", 300)
+    for n in replicas:
+        assert_wait_progress(stderr, f"{n} to run as replica of version 15", 300)
+    # the replicas are re-cloned at the same time and waited for in turn: the first
+    # one waited for is still creating its replica (a base backup outlasts 200 ms)
+    assert_progress_line(stderr, rf"LOG still waiting for {replicas[0]} to run as replica of "
+                         rf"version 15: \d+ s of 300 s, last seen: state \S")
+    assert_wait_progress(stderr, f"every replica to stream from {leader}", 300)
+
+
+def assert_upgrade_progress(stderr: str, leader: str, replicas: list[str]) -> None:
+    """Steps 5-11 of an upgrade run said what they were doing (--progress 200ms)."""
+    for what in ("pg_upgrade --check", "pg_upgrade"):
+        assert_progress_line(stderr, rf"LOG running {what} on {leader} \(up to 600 s\)")
+        assert_progress_line(stderr, rf"LOG finished {what} on {leader} after \d+\.\d s")
+    # pg_upgrade stops and starts two servers: it outlasts a 200 ms interval
+    assert_progress_line(stderr, rf"LOG still running pg_upgrade on {leader}: \d+ s of 600 s")
+    # its own output, under the member's name
+    assert_progress_line(stderr, rf"LOG \[{leader}\] Performing Consistency Checks")
+    assert_start_progress(stderr, leader, replicas)
+    # the failing stanza-upgrade (absent pgbackrest config) ran with progress too
+    assert_progress_line(stderr, rf"LOG running pgbackrest stanza-upgrade on {leader}")
+    assert_progress_line(stderr, rf"LOG failed: pgbackrest stanza-upgrade on {leader} after")
+    assert f"password={lab.PG_PASSWORD}" not in stderr      # source's, masked if ever shown
+
+
+def assert_restore_progress(stderr: str, leader: str, replicas: list[str]) -> None:
+    """Steps 5-10 of a restore run said what they were doing (--progress 200ms)."""
+    assert_progress_line(stderr, rf"LOG running pgbackrest restore on {leader} \(up to 600 s\)")
+    assert_progress_line(stderr, rf"LOG \[{leader}\] .*INFO: restore command begin")
+    assert_progress_line(stderr, rf"LOG \[{leader}\] .*INFO: restore command end: completed")
+    assert_progress_line(stderr, rf"LOG finished pgbackrest restore on {leader} after")
+    assert_wait_progress(stderr, f"{leader} to reach the recovery target and leave recovery",
+                         300)
+    assert_start_progress(stderr, leader, replicas)
+    assert f"password={lab.PG_PASSWORD}" not in stderr
+
+
 # --------------------------------------------------------------------------- usage
 
 def test_upgrade_restore_help_and_bad_arguments(tmp_path):
@@ -335,6 +387,10 @@ def test_upgrade_restore_help_and_bad_arguments(tmp_path):
     assert r.returncode == 2 and "upgrade needs plan or run" in r.stderr
     r = run_helper(ini, "upgrade", "plan", "--to-version", "15", "--from-step", "13")
     assert r.returncode == 2 and "not a step number (1..12)" in r.stderr
+    r = run_helper(ini, "restore", "plan", "--progress", "0")
+    assert r.returncode == 2 and '--progress: "0": must be > 0' in r.stderr
+    r = run_helper(ini, "upgrade", "plan", "--to-version", "15", "--progress", "soon")
+    assert r.returncode == 2 and '--progress: "soon": ' in r.stderr
     r = run_helper(ini, "restore", "run", "--set", "x;rm -rf /")
     assert r.returncode == 2 and "is not a pgBackRest backup label" in r.stderr
     r = run_helper(ini, "restore", "plan", "--upgrade-data-dir", "relative/%m")
@@ -431,9 +487,11 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     broken.symlink_to(lab.PG_BIN / "pg_upgrade")
     # pgbackrest broken too: the run stops at the stanza-upgrade, with the cluster on 15
     r = run_helper(ini, "upgrade", "run", "--to-version", "15", "--from-step", "5",
+                   "--progress", "200ms",
                    "--upgrade-pgbackrest", f"pgbackrest --config={lab13['wd']}/absent.conf "
                    "--pg1-path=%d", timeout=900)
     assert r.returncode == 1
+    assert_upgrade_progress(r.stderr, old_leader, [n for n in cluster.names if n != old_leader])
     assert re.search(r"step 11/\d+ \(pgbackrest stanza-upgrade and check \(leader\)\) failed",
                      r.stderr), r.stderr
     # a copying pg_upgrade (no --link): the free space was checked first
@@ -457,6 +515,10 @@ def test_upgrade_run_stops_at_broken_step_and_resumes(lab13):
     assert "stanza-upgrade done, check passed" in hook.stderr
     r = run_helper(ini, "upgrade", "run", "--to-version", "15", "--from-step", "11",
                    timeout=900)
+    # pgbackrest's own console output (info), logged line by line under the member
+    assert re.search(rf"\[{old_leader}\] .*INFO: stanza-upgrade command begin", r.stderr), \
+        r.stderr
+    assert f"finished pgbackrest stanza-upgrade on {old_leader} after" in r.stderr
     elapsed = time.monotonic() - t0
     lab.record_timing("upgrade_13_to_15_total_wall", elapsed)
     assert r.returncode == 0, r.stderr
@@ -502,7 +564,8 @@ def test_restore_replays_archived_wal(lab13):
     backup are there afterwards; --type immediate is what stops at the backup."""
     cluster, ini = lab13["cluster"], lab13["ini"]
     cluster.wait_healthy(90)
-    env = pgbr_env(cluster, lab13["conf"], cluster.leader())
+    leader = cluster.leader()       # the restore keeps it (the run below stops it first)
+    env = pgbr_env(cluster, lab13["conf"], leader)
     with leader_conn(cluster) as c:
         c.execute("create table rst (id int primary key)")
         c.execute("insert into rst select generate_series(1, 100)")
@@ -524,7 +587,9 @@ def test_restore_replays_archived_wal(lab13):
     assert re.search(r"step 5/\d+ \(pgbackrest restore \(leader\)\) failed", r.stderr)
     assert "resume with: pgbouncer-helper [-c FILE] restore run --from-step 5" in r.stderr
     t1 = time.monotonic()
-    r = run_helper(ini, "restore", "run", "--from-step", "5", timeout=900)
+    r = run_helper(ini, "restore", "run", "--from-step", "5", "--progress", "200ms",
+                   timeout=900)
+    assert_restore_progress(r.stderr, leader, [n for n in cluster.names if n != leader])
     lab.record_timing("restore_resumed_steps_5_to_end_wall", time.monotonic() - t1)
     lab.record_timing("restore_total_wall", time.monotonic() - t0)
     assert r.returncode == 0, r.stderr

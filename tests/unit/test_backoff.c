@@ -59,6 +59,24 @@ test_backoff_next_grows_to_cap(void **state)
 }
 
 static void
+test_backoff_next_hinted_honours_hint_up_to_cap(void **state)
+{
+	struct backoff b;
+
+	backoff_init(&b, 100000, 30 * SEC, 42);
+	/* no hint: the plain backoff (base first) */
+	assert_int_equal(backoff_next_hinted(&b, 0), 100000);
+	backoff_reset(&b);
+	/* a hint above the backoff wins */
+	assert_int_equal(backoff_next_hinted(&b, 2 * SEC), 2 * SEC);
+	/* a hint above cap is cut to cap */
+	assert_int_equal(backoff_next_hinted(&b, 3600 * SEC), 30 * SEC);
+	backoff_reset(&b);
+	/* a hint below the backoff changes nothing */
+	assert_int_equal(backoff_next_hinted(&b, 1000), 100000);
+}
+
+static void
 test_backoff_next_is_jittered(void **state)
 {
 	struct backoff b;
@@ -229,6 +247,7 @@ main(void)
 		cmocka_unit_test(test_backoff_next_stays_within_bounds),
 		cmocka_unit_test(test_backoff_next_grows_to_cap),
 		cmocka_unit_test(test_backoff_next_is_jittered),
+		cmocka_unit_test(test_backoff_next_hinted_honours_hint_up_to_cap),
 		cmocka_unit_test(test_backoff_next_deterministic_per_seed),
 		cmocka_unit_test(test_backoff_reset_returns_to_base),
 		cmocka_unit_test(test_backoff_init_clamps_base_and_cap),

@@ -457,6 +457,16 @@ test_helper_extra_users_file(void **state)
 	assert_true(skip);
 }
 
+/* the four CONSUL_HTTP_* variables, the TLS ones unset */
+static bool
+consul_env4(struct helper_config *cfg, const char *addr, const char *ssl, const char *token,
+	    const char *token_file, char *err, size_t errlen)
+{
+	struct helper_consul_env env = {addr, ssl, token, token_file, NULL, NULL, NULL};
+
+	return helper_config_consul_env(cfg, &env, err, errlen);
+}
+
 static void
 test_helper_config_consul_env(void **state)
 {
@@ -465,65 +475,163 @@ test_helper_config_consul_env(void **state)
 
 	/* nothing set anywhere: the defaults */
 	helper_config_init(&cfg);
-	assert_true(helper_config_consul_env(&cfg, NULL, NULL, NULL, NULL, err, sizeof(err)));
+	assert_true(consul_env4(&cfg, NULL, NULL, NULL, NULL, err, sizeof(err)));
 	assert_string_equal(cfg.consul.url, "http://127.0.0.1:8500");
 	assert_string_equal(cfg.consul.token, "");
 	assert_string_equal(cfg.token_file, "");
 
 	/* host:port means http://, CONSUL_HTTP_SSL=true https://, a URL is kept */
 	helper_config_init(&cfg);
-	assert_true(helper_config_consul_env(&cfg, "10.0.0.5:8501", NULL, NULL, NULL, err,
+	assert_true(consul_env4(&cfg, "10.0.0.5:8501", NULL, NULL, NULL, err,
 					     sizeof(err)));
 	assert_string_equal(cfg.consul.url, "http://10.0.0.5:8501");
 	helper_config_init(&cfg);
-	assert_true(helper_config_consul_env(&cfg, "10.0.0.5:8501", "true", NULL, NULL, err,
+	assert_true(consul_env4(&cfg, "10.0.0.5:8501", "true", NULL, NULL, err,
 					     sizeof(err)));
 	assert_string_equal(cfg.consul.url, "https://10.0.0.5:8501");
 	helper_config_init(&cfg);
-	assert_true(helper_config_consul_env(&cfg, "https://consul.example:8501", "false", NULL,
+	assert_true(consul_env4(&cfg, "https://consul.example:8501", "false", NULL,
 					     NULL, err, sizeof(err)));
 	assert_string_equal(cfg.consul.url, "https://consul.example:8501");
 	helper_config_init(&cfg);
-	assert_false(helper_config_consul_env(&cfg, "unix:///run/consul.sock", NULL, NULL, NULL,
+	assert_false(consul_env4(&cfg, "unix:///run/consul.sock", NULL, NULL, NULL,
 					      err, sizeof(err)));
 	assert_non_null(strstr(err, "CONSUL_HTTP_ADDR: "));
 
 	/* an explicit url (file or command line) wins over CONSUL_HTTP_ADDR */
 	load_ok(&cfg, "[consul]\nurl = http://127.0.0.1:9500\n");
-	assert_true(helper_config_consul_env(&cfg, "10.0.0.5:8501", NULL, NULL, NULL, err,
+	assert_true(consul_env4(&cfg, "10.0.0.5:8501", NULL, NULL, NULL, err,
 					     sizeof(err)));
 	assert_string_equal(cfg.consul.url, "http://127.0.0.1:9500");
 
 	/* CONSUL_HTTP_TOKEN alone; CONSUL_HTTP_TOKEN_FILE wins over it */
 	helper_config_init(&cfg);
-	assert_true(helper_config_consul_env(&cfg, NULL, NULL, "env-token", NULL, err,
+	assert_true(consul_env4(&cfg, NULL, NULL, "env-token", NULL, err,
 					     sizeof(err)));
 	assert_string_equal(cfg.consul.token, "env-token");
 	helper_config_init(&cfg);
-	assert_true(helper_config_consul_env(&cfg, NULL, NULL, "env-token", "/run/env.token",
+	assert_true(consul_env4(&cfg, NULL, NULL, "env-token", "/run/env.token",
 					     err, sizeof(err)));
 	assert_string_equal(cfg.token_file, "/run/env.token");
 	assert_string_equal(cfg.consul.token, "");
 
 	/* an explicit token_file wins over both */
 	load_ok(&cfg, "[consul]\ntoken_file = /etc/ini.token\n");
-	assert_true(helper_config_consul_env(&cfg, NULL, NULL, "env-token", "/run/env.token",
+	assert_true(consul_env4(&cfg, NULL, NULL, "env-token", "/run/env.token",
 					     err, sizeof(err)));
 	assert_string_equal(cfg.token_file, "/etc/ini.token");
 	assert_string_equal(cfg.consul.token, "");
 	helper_config_init(&cfg);
 	assert_true(helper_config_set(&cfg, "consul", "token_file", "/etc/cli.token", err,
 				      sizeof(err)));
-	assert_true(helper_config_consul_env(&cfg, NULL, NULL, "env-token", NULL, err,
+	assert_true(consul_env4(&cfg, NULL, NULL, "env-token", NULL, err,
 					     sizeof(err)));
 	assert_string_equal(cfg.consul.token, "");
 
 	/* a token that cannot be a header value is refused, not shown */
 	helper_config_init(&cfg);
-	assert_false(helper_config_consul_env(&cfg, NULL, NULL, "sec ret\r\nX: y", NULL, err,
+	assert_false(consul_env4(&cfg, NULL, NULL, "sec ret\r\nX: y", NULL, err,
 					      sizeof(err)));
 	assert_null(strstr(err, "sec"));
 	assert_non_null(strstr(err, "CONSUL_HTTP_TOKEN: "));
+}
+
+/* CONSUL_CACERT, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY: each below its setting */
+static void
+test_helper_config_consul_tls_env(void **state)
+{
+	struct helper_consul_env env = {
+		NULL, NULL, NULL, NULL, "/env/ca.pem", "/env/client.pem", "/env/client.key"
+	};
+	struct helper_config cfg;
+	char err[512] = "";
+
+	helper_config_init(&cfg);
+	assert_true(helper_config_consul_env(&cfg, &env, err, sizeof(err)));
+	assert_string_equal(cfg.consul.ca_file, "/env/ca.pem");
+	assert_string_equal(cfg.consul.cert_file, "/env/client.pem");
+	assert_string_equal(cfg.consul.key_file, "/env/client.key");
+
+	load_ok(&cfg, "[consul]\nca_file = /ini/ca.pem\ncert_file = /ini/c.pem\n"
+		"key_file = /ini/c.key\n");
+	assert_true(helper_config_consul_env(&cfg, &env, err, sizeof(err)));
+	assert_string_equal(cfg.consul.ca_file, "/ini/ca.pem");
+	assert_string_equal(cfg.consul.cert_file, "/ini/c.pem");
+	assert_string_equal(cfg.consul.key_file, "/ini/c.key");
+}
+
+/* patroni_* TLS files and basic auth: checked, read and named by finish */
+static void
+test_helper_config_patroni_auth(void **state)
+{
+	struct helper_config cfg;
+	char err[512] = "";
+	char pw_path[64];
+	char cert_path[64];
+
+	unsetenv("CONSUL_CACERT");
+	unsetenv("CONSUL_CLIENT_CERT");
+	unsetenv("CONSUL_CLIENT_KEY");
+	load_ok(&cfg, "[helper]\npatroni_username = patroni-admin\n");
+	assert_false(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_string_equal(err, "patroni_username: set without patroni_password_file");
+
+	load_ok(&cfg, "[helper]\npatroni_password_file = /x\n");
+	assert_false(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_string_equal(err, "patroni_password_file: set without patroni_username");
+
+	load_refused("[helper]\npatroni_username = a:b\n", "2: patroni_username: must not hold");
+
+	ini("s3cret pass\r\n\n");
+	strcpy(pw_path, ini_path);
+	helper_config_init(&cfg);
+	assert_true(helper_config_set(&cfg, "helper", "patroni_username", "u", err, sizeof(err)));
+	assert_true(helper_config_set(&cfg, "helper", "patroni_password_file", pw_path, err,
+				      sizeof(err)));
+	assert_true(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_string_equal(cfg.patroni_password, "s3cret pass");
+	unlink(pw_path);
+
+	assert_false(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "patroni_password_file: \""));
+	assert_non_null(strstr(err, "cannot open"));
+	assert_string_equal(cfg.patroni_password, "");
+
+	ini("alpha\nbeta\n");
+	strcpy(pw_path, ini_path);
+	strcpy(cfg.patroni_password_file, pw_path);
+	assert_false(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "holds more than one line"));
+	assert_null(strstr(err, "alpha"));
+	unlink(pw_path);
+
+	ini("\n");
+	strcpy(pw_path, ini_path);
+	strcpy(cfg.patroni_password_file, pw_path);
+	assert_false(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "is empty"));
+	unlink(pw_path);
+
+	/* TLS files: a key needs its certificate, every file must open */
+	ini("not checked here\n");
+	strcpy(cert_path, ini_path);
+	helper_config_init(&cfg);
+	strcpy(cfg.patroni_key_file, cert_path);
+	assert_false(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_string_equal(err, "patroni_key_file: set without patroni_cert_file");
+	strcpy(cfg.patroni_cert_file, cert_path);
+	assert_true(helper_config_finish(&cfg, err, sizeof(err)));
+	strcpy(cfg.patroni_ca_file, "/nonexistent/ca.pem");
+	assert_false(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_string_equal(err, "patroni_ca_file: \"/nonexistent/ca.pem\": cannot open: "
+			    "No such file or directory");
+	helper_config_init(&cfg);
+	strcpy(cfg.consul.cert_file, cert_path);
+	strcpy(cfg.consul.key_file, "/nonexistent/c.key");
+	assert_false(helper_config_finish(&cfg, err, sizeof(err)));
+	assert_string_equal(err, "key_file: \"/nonexistent/c.key\": cannot open: "
+			    "No such file or directory");
+	unlink(cert_path);
 }
 
 int
@@ -550,6 +658,8 @@ main(void)
 		cmocka_unit_test(test_secret_conninfo_has_password),
 		cmocka_unit_test(test_helper_extra_users_file),
 		cmocka_unit_test(test_helper_config_consul_env),
+		cmocka_unit_test(test_helper_config_consul_tls_env),
+		cmocka_unit_test(test_helper_config_patroni_auth),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
