@@ -58,11 +58,19 @@ scope_query_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 scope_query_failed(struct scope_query *q, const char *err, uint64_t hint_usec)
 {
+	uint64_t delay;
+	bool held;
+
 	errbuf_set(q->error, sizeof(q->error), "%s", err);
 	/* a restarted agent counts from 1 again: never block on a stale index */
 	q->index = 0;
-	q->on_error(q->arg, q->req.url, err, q->failures++ == 0);
-	scope_query_wait(q, backoff_next_hinted(&q->backoff, hint_usec));
+	held = q->on_error(q->arg, q->req.url, err, q->failures++ == 0);
+	delay = backoff_next_hinted(&q->backoff, hint_usec);
+	/* clients are waiting on this answer: no long pause but the agent's own */
+	if (held && delay > SCOPE_QUERY_HELD_RETRY_USEC && delay > hint_usec)
+		delay = hint_usec > SCOPE_QUERY_HELD_RETRY_USEC ? hint_usec :
+			SCOPE_QUERY_HELD_RETRY_USEC;
+	scope_query_wait(q, delay);
 }
 
 static void

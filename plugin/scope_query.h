@@ -32,9 +32,17 @@ enum scope_query_state {
  */
 typedef void (*scope_query_answer_fn)(void *arg, const struct consul_kv *entries,
 				      int count, uint64_t index, bool recovered);
-/* a failed request; first is true for the first of a run of failures */
-typedef void (*scope_query_error_fn)(void *arg, const char *url, const char *err,
+/*
+ * a failed request; first is true for the first of a run of failures;
+ * returns true when clients wait on the scope's next answer (queries
+ * held), and the retries then come at least every
+ * SCOPE_QUERY_HELD_RETRY_USEC
+ */
+typedef bool (*scope_query_error_fn)(void *arg, const char *url, const char *err,
 				     bool first);
+
+/* the longest pause between retries while queries are held (unless Retry-After) */
+#define SCOPE_QUERY_HELD_RETRY_USEC UINT64_C(2000000)
 
 struct scope_query {
 	enum scope_query_state state;

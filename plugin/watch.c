@@ -103,7 +103,20 @@ watch_on_answer(void *arg, const struct consul_kv *entries, int count,
 	watch_view_apply(w);
 }
 
-static void
+/* clients wait in an entry this scope holds: its next answer is awaited */
+static bool
+watch_clients_waiting(const struct watch *w)
+{
+	const struct watch_binding *b;
+	struct pgb_db_info info;
+
+	for (b = w->bindings; b; b = b->next)
+		if (b->held && w->api->db_lookup(b->db, &info) && info.waiting_clients > 0)
+			return true;
+	return false;
+}
+
+static bool
 watch_on_error(void *arg, const char *url, const char *err, bool first)
 {
 	struct watch *w = arg;
@@ -113,12 +126,12 @@ watch_on_error(void *arg, const char *url, const char *err, bool first)
 	/* the agent's connection limit: said once for every scope */
 	if (w->q.conn_limited) {
 		agent_log_limited(w->agent, w->api, &w->limit_counted, err);
-		return;
+		return watch_clients_waiting(w);
 	}
 	agent_log_unlimited(w->agent, w->api, &w->limit_counted);
 	/* once per change of state, not once per retry */
 	if (!first)
-		return;
+		return watch_clients_waiting(w);
 	if (!watch_role_bound(w, PATRONI_ROLE_PRIMARY))
 		snprintf(keep, sizeof(keep), "the last member list");
 	else if (watch_target_holding(t))
@@ -130,6 +143,7 @@ watch_on_error(void *arg, const char *url, const char *err, bool first)
 	plugin_log(w->api, PGB_LOG_WARNING,
 		   "scope \"%s\": consul unreachable: %s: %s; keeping %s, retrying with backoff",
 		   w->scope, url, err, keep);
+	return watch_clients_waiting(w);
 }
 
 struct watch *

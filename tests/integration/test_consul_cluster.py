@@ -23,6 +23,7 @@ import re
 import threading
 import time
 
+import psycopg
 import pytest
 
 import lab
@@ -356,3 +357,57 @@ def test_fork_agent_stopped_longer_than_ttl(dc, cluster, bouncer):
         cluster.wait_healthy(timeout=120)
     report("dc_fork_agent_outage", w, states, t0)
     assert w.errors == []
+
+
+# --------------------------------------------------------------------------- held queries
+
+def test_held_queries_retry_every_two_seconds(dc, cluster, proxy):
+    """While clients wait on an entry the scope holds (here: no leader key),
+    a failing agent is retried at least every 2 s instead of backing off
+    towards 30 s, so the held queries run soon after the agent answers again
+    (the backoff alone left them held up to 9 s after a Raft election)."""
+    agent = dc.client("fork")
+    leader = cluster.leader()
+    port = cluster.member(leader).port
+    prefix = "service/heldscope"
+    patroni = lab.patroni_install()
+    agent.kv_put(f"{prefix}/members/x", json.dumps(
+        {"conn_url": f"postgres://127.0.0.1:{port}/postgres", "api_url": "http://127.0.0.1:1/patroni",
+         "state": "running", "role": patroni.primary_role, "version": patroni.version}))
+    b = Bouncer(lab.make_workdir("pgbc-bouncer-"), agent, {"held": db_line("heldscope")},
+                consul_settings={"url": proxy.url, "no_leader_timeout": "120s"},
+                bouncer_settings={"pool_mode": "transaction"}).start()
+    result: list = []
+
+    def query():
+        # a first login to a held entry waits too (for a server's parameters)
+        try:
+            with psycopg.connect(b.conninfo("held").replace("connect_timeout=10",
+                                                            "connect_timeout=90"),
+                                 autocommit=True) as c:
+                result.append(c.execute("select inet_server_port()").fetchone()[0])
+        except Exception as e:  # noqa: BLE001 - the assertion below shows it
+            result.append(repr(e))
+    try:
+        b.wait_row("held", lambda r: r["state"] == "no_leader", what="held in no_leader")
+        t = threading.Thread(target=query, daemon=True)
+        t.start()
+        b.wait_waiting("held", 1)
+        proxy.mode = "500"
+        # the blocking query in flight returns at the next write under the scope
+        agent.kv_put(f"{prefix}/members/y", json.dumps({"state": "stopped"}))
+        assert proxy.wait_faulted(7, 60), proxy
+        faulted = list(proxy.faulted)
+        gaps = [nxt[0] - cur[1] for cur, nxt in zip(faulted, faulted[1:])]
+        lab.log(f"held-query retries: gaps {[round(g, 2) for g in gaps]}")
+        assert all(ERROR_BASE - CLOCK_SLACK <= g <= 2.0 + 0.3 for g in gaps), gaps
+        assert b.waiting("held") == 1
+        proxy.mode = "pass"
+        sid = agent.api("PUT", "/v1/session/create", {"Name": "heldscope-x", "TTL": "300s"})["ID"]
+        assert agent.kv_put(f"{prefix}/leader", "x", acquire=sid)
+        t.join(30)
+        assert result == [port], (result, b.row("held"), b.logfile_text()[-3000:])
+        assert b.row("held")["state"] == "following"
+    finally:
+        b.stop()
+        agent.kv_delete(prefix, recurse=True)
