@@ -296,11 +296,6 @@ curl_loop_new(struct event_base *base, char *err, size_t errlen)
 	curl_multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop);
 	/* libcurl's default; said here because the scale depends on it */
 	curl_multi_setopt(loop->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-#if LIBCURL_VERSION_NUM >= 0x074300
-	/* libcurl's own cap is 100 streams; the server's SETTINGS still bound it */
-	curl_multi_setopt(loop->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
-			  (long)CURL_LOOP_MAX_STREAMS);
-#endif
 	return loop;
 }
 

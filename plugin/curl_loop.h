@@ -15,15 +15,13 @@ struct event_base;
 struct curl_loop;
 struct curl_transfer;
 
-/* streams asked for per HTTP/2 connection (Consul's Go server allows 250) */
-#define CURL_LOOP_MAX_STREAMS 1000
-
 /*
  * Connections to one host while HTTP/2 is expected.  libcurl 7.88 opens
  * a connection of its own for every transfer that finds the multiplexed
- * ones full, so without a cap the streams past the server's limit cost a
- * connection each; with it they share the next connections (4 x 250
- * streams at Consul's limit) and any beyond wait in libcurl's queue.
+ * ones full (the server's SETTINGS_MAX_CONCURRENT_STREAMS: 250 in
+ * Consul's Go server), so without a cap the streams past it cost a
+ * connection each; with it they share the next connections (4 x 250)
+ * and any beyond wait in libcurl's queue.
  */
 #define CURL_LOOP_H2_CONNECTIONS 4L
 

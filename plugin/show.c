@@ -118,11 +118,11 @@ show_consul(void *ctx, struct pgb_show *show)
 	return ok;
 }
 
-#define STATS_COLUMNS 9
+#define STATS_COLUMNS 10
 
 static const char *const stats_columns[STATS_COLUMNS] = {
 	"scopes", "entries", "following", "unreachable", "conn_limited",
-	"transport", "connections", "connects", "queries"
+	"transport", "connections", "connects", "queries", "answers"
 };
 
 struct stats_count {
@@ -149,14 +149,17 @@ show_consul_stats(void *ctx, struct pgb_show *show)
 	struct consul_redirect *cr = ctx;
 	struct stats_count c = { 0, 0, 0 };
 	struct curl_loop_stats st;
-	char num[8][32];
+	char num[9][32];
+	uint64_t answers = 0;
 	const char *values[STATS_COLUMNS];
 	int i;
 
 	if (!cr->api->show_columns(show, STATS_COLUMNS, stats_columns))
 		return false;
-	for (i = 0; i < cr->watch_count; i++)
+	for (i = 0; i < cr->watch_count; i++) {
 		watch_rows(cr->watches[i], stats_collect, &c);
+		answers += watch_answers(cr->watches[i]);
+	}
 	curl_loop_get_stats(cr->loop, &st);
 	snprintf(num[0], sizeof(num[0]), "%d", cr->watch_count);
 	snprintf(num[1], sizeof(num[1]), "%d", c.entries);
@@ -166,12 +169,14 @@ show_consul_stats(void *ctx, struct pgb_show *show)
 	snprintf(num[5], sizeof(num[5]), "%d", st.connections);
 	snprintf(num[6], sizeof(num[6]), "%" PRIu64, st.connects);
 	snprintf(num[7], sizeof(num[7]), "%d", st.transfers);
+	snprintf(num[8], sizeof(num[8]), "%" PRIu64, answers);
 	for (i = 0; i < 5; i++)
 		values[i] = num[i];
 	values[5] = curl_loop_transport_name(st.transport);
 	values[6] = num[5];
 	values[7] = num[6];
 	values[8] = num[7];
+	values[9] = num[8];
 	return cr->api->show_row(show, values);
 }
 

@@ -43,6 +43,12 @@ watch_scope(const struct watch *w)
 	return w->scope;
 }
 
+uint64_t
+watch_answers(const struct watch *w)
+{
+	return w->q.answers;
+}
+
 bool
 watch_role_bound(const struct watch *w, enum patroni_entry_role role)
 {

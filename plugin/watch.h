@@ -49,6 +49,9 @@ void watch_free(struct watch *w, bool release);
 
 const char *watch_scope(const struct watch *w);
 
+/* good answers from Consul since the watch started */
+uint64_t watch_answers(const struct watch *w);
+
 /* connection settings changed: restart the query from a fresh read */
 void watch_restart(struct watch *w, const struct watch_options *opts);
 
