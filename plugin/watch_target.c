@@ -1,10 +1,11 @@
 /*
  * watch_target.c - where the entries of one role point, as a state
  * machine: starting -> following / fallback (a preference no member
- * matches) / switchover / standby_leader / failsafe, or one of the holding states (no_leader, leader_unknown,
- * no_member).  A target keeps its last addresses while holding, logs
- * each change of state or members once, and applies itself to the
- * role's entries.
+ * matches) / switchover / standby_leader / failsafe, or one of the
+ * holding states (no_leader, leader_unknown, no_member).  A target keeps
+ * its last addresses while holding, logs each change of state or members
+ * once, and applies itself to the entries that follow it (one role, one
+ * preference).
  */
 
 #include <stdio.h>
