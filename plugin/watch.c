@@ -133,6 +133,14 @@ watch_view_apply(struct watch *w)
 		snprintf(w->refused_logged, sizeof(w->refused_logged), "%s",
 			 w->view.refused);
 	}
+	/* tags left out matter only to entries with a preference */
+	if (w->preferring && strcmp(w->view.tags_refused, w->tags_logged) != 0) {
+		if (w->view.tags_refused[0] != '\0')
+			plugin_log(w->api, PGB_LOG_WARNING,
+				   "scope \"%s\": %s; that member matches no patroni_prefer",
+				   w->scope, w->view.tags_refused);
+		snprintf(w->tags_logged, sizeof(w->tags_logged), "%s", w->view.tags_refused);
+	}
 	switchover_update(w);
 	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
 		if (watch_target_bound(w, &w->targets[i]))

@@ -113,6 +113,7 @@ struct watch {
 	struct patroni_view view;	/* the last answer */
 	char last_leader[PATRONI_NAME_MAX];	/* last seen holding the key */
 	char refused_logged[PATRONI_VIEW_ERR_MAX];
+	char tags_logged[PATRONI_VIEW_ERR_MAX];	/* view.tags_refused, once said */
 	struct switchover sw;
 	struct watch_target targets[PATRONI_ROLE_COUNT];
 	struct watch_target *preferring;	/* replica/any with patroni_prefer */

@@ -499,3 +499,23 @@ def test_bad_prefer_refused_at_start(consul, bouncer_factory, line, error):
     b = bouncer_factory(consul, {"bad": line}).start(expect_fail=True)
     assert b.proc.returncode != 0
     assert error in b.log(), b.log()[-2000:]
+
+
+def test_member_tags_left_out_are_shown(fake, consul, bouncer_factory, patroni_cluster):
+    """A member whose tags cannot be read (a list value) still serves, but
+    matches no preference; the preferring entry's last_error and one log line
+    say why, a plain replica entry is not bothered."""
+    r1, r2 = replica_ports(patroni_cluster)
+    for name, port, tags in (("b", r1, {"dc": "dc1", "racks": [1, 2]}),
+                             ("c", r2, {"dc": "dc2"})):
+        assert consul.kv_put(fake.prefix + f"members/{name}", json.dumps({
+            "conn_url": f"postgres://127.0.0.1:{port}/postgres", "state": "running",
+            "role": "replica", "tags": tags}))
+    b = bouncer_factory(consul, {"fpre": db_line("fake", "replica") + " patroni_prefer=dc:dc1",
+                                 "fro": db_line("fake", "replica")}).start()
+    row = b.wait_row("fpre", lambda r: r["state"] == "fallback")
+    assert row["member"] == "b,c", row
+    why = 'tags of member "b" left out: tag "racks" is not a string, number or boolean'
+    assert row["last_error"] == why
+    assert b.wait_row("fro", lambda r: r["state"] == "following")["last_error"] is None
+    assert b.logfile_text().count(why + "; that member matches no patroni_prefer") == 1
