@@ -332,14 +332,108 @@ patroni_tag_true(struct json_object *tags, const char *name)
 	       strcasecmp(json_object_get_string(val), "true") == 0;
 }
 
+/* no control characters, at most max - 1 bytes (UTF-8 is fine: json_strict checked it) */
+static bool
+patroni_tag_text_ok(const char *s, size_t n, size_t max)
+{
+	size_t i;
+
+	if (n >= max)
+		return false;
+	for (i = 0; i < n; i++) {
+		if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+/* one tag's value as text: a string as it is, a number or boolean as JSON */
+static bool
+patroni_tag_value(struct json_object *val, char *out, char *why, size_t whylen,
+		  const char *key)
+{
+	const char *s;
+	size_t n;
+
+	switch (val != NULL ? json_object_get_type(val) : json_type_null) {
+	case json_type_string:
+		s = json_object_get_string(val);
+		n = (size_t) json_object_get_string_len(val);
+		break;
+	case json_type_int:
+	case json_type_double:
+	case json_type_boolean:
+		s = json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN);
+		n = strlen(s);
+		break;
+	default:
+		errbuf_set(why, whylen, "tag \"%s\" is not a string, number or boolean", key);
+		return false;
+	}
+	if (strlen(s) != n) {
+		errbuf_set(why, whylen, "tag \"%s\" contains a nul byte", key);
+		return false;
+	}
+	if (!patroni_tag_text_ok(s, n, PATRONI_TAG_VALUE_MAX)) {
+		errbuf_set(why, whylen, "tag \"%s\": value longer than %d bytes or not printable",
+			   key, PATRONI_TAG_VALUE_MAX - 1);
+		return false;
+	}
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return true;
+}
+
+/* every tag as text, or none and why */
+static void
+patroni_tag_list(struct json_object *tags, struct patroni_member *m)
+{
+	struct json_object_iterator it, end;
+	char shown[ERRBUF_VALUE_MAX];
+	int n = 0;
+
+	if (json_object_object_length(tags) > PATRONI_TAGS_MAX) {
+		errbuf_set(m->tags_why, sizeof(m->tags_why), "more than %d tags",
+			   PATRONI_TAGS_MAX);
+		return;
+	}
+	end = json_object_iter_end(tags);
+	for (it = json_object_iter_begin(tags); !json_object_iter_equal(&it, &end);
+	     json_object_iter_next(&it)) {
+		const char *key = json_object_iter_peek_name(&it);
+		struct json_object *val = json_object_iter_peek_value(&it);
+		struct patroni_tag *t = &m->tags[n];
+
+		errbuf_printable(key, shown, sizeof(shown));
+		if (key[0] == '\0' ||
+		    !patroni_tag_text_ok(key, strlen(key), PATRONI_TAG_KEY_MAX)) {
+			errbuf_set(m->tags_why, sizeof(m->tags_why),
+				   "tag name \"%s\" empty, longer than %d bytes or not printable",
+				   shown, PATRONI_TAG_KEY_MAX - 1);
+			return;
+		}
+		if (!patroni_tag_value(val, t->value, m->tags_why, sizeof(m->tags_why), shown))
+			return;
+		snprintf(t->key, sizeof(t->key), "%s", key);
+		n++;
+	}
+	m->tag_count = n;
+}
+
 static void
 patroni_member_tags(struct json_object *obj, struct patroni_member *m)
 {
 	struct json_object *tags, *val;
 
-	if (!json_object_object_get_ex(obj, "tags", &tags) ||
-	    !json_object_is_type(tags, json_type_object))
+	if (!json_object_object_get_ex(obj, "tags", &tags) || tags == NULL)
 		return;
+	if (!json_object_is_type(tags, json_type_object)) {
+		errbuf_set(m->tags_why, sizeof(m->tags_why), "tags is not a json object");
+		return;
+	}
+	patroni_tag_list(tags, m);
+	if (m->tags_why[0] != '\0')
+		m->tag_count = 0;
 	m->nofailover = patroni_tag_true(tags, "nofailover");
 	/* Patroni 3.2+: failover_priority 0 means the same as nofailover */
 	if (json_object_object_get_ex(tags, "failover_priority", &val) &&
@@ -417,4 +511,16 @@ bool
 patroni_member_is_primary_role(const struct patroni_member *m)
 {
 	return m != NULL && (strcmp(m->role, "master") == 0 || strcmp(m->role, "primary") == 0);
+}
+
+const char *
+patroni_member_tag(const struct patroni_member *m, const char *key)
+{
+	int i;
+
+	for (i = 0; i < m->tag_count; i++) {
+		if (strcmp(m->tags[i].key, key) == 0)
+			return m->tags[i].value;
+	}
+	return NULL;
 }

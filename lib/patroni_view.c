@@ -167,6 +167,9 @@ view_member(struct patroni_view *v, const struct consul_kv *e, const char *name)
 	    patroni_member_parse(e->value, e->value_len, &m->rec, err, sizeof(err))) {
 		snprintf(m->name, sizeof(m->name), "%s", name);
 		v->member_count++;
+		if (m->rec.tags_why[0] != '\0' && v->tags_refused[0] == '\0')
+			errbuf_set(v->tags_refused, sizeof(v->tags_refused),
+				   "tags of member \"%s\" left out: %s", name, m->rec.tags_why);
 		return;
 	}
 	snprintf(r->name, sizeof(r->name), "%s", name);

@@ -42,6 +42,8 @@ struct patroni_view {
 	struct patroni_view_refusal *refusals;	/* records that failed to parse */
 	int refused_count;
 	char refused[PATRONI_VIEW_ERR_MAX];	/* the first of them, and why */
+	/* the first accepted record whose tags were left out, and why; "" none */
+	char tags_refused[PATRONI_VIEW_ERR_MAX];
 	/* a switchover asked for now (the failover key, not a scheduled one) */
 	bool switchover;
 	char switchover_from[PATRONI_NAME_MAX];	/* "" when not named */

@@ -28,7 +28,7 @@ binding_find(const struct watch *w, const char *db)
 }
 
 struct watch_binding *
-binding_new(struct watch *w, const char *db, enum patroni_entry_role role,
+binding_new(struct watch *w, struct watch_target *t, const char *db,
 	    bool moved)
 {
 	struct watch_binding *b = calloc(1, sizeof(*b));
@@ -36,7 +36,8 @@ binding_new(struct watch *w, const char *db, enum patroni_entry_role role,
 	if (!b)
 		return NULL;
 	b->w = w;
-	b->role = role;
+	b->t = t;
+	b->role = t->role;
 	b->moved = moved;
 	snprintf(b->db, sizeof(b->db), "%s", db);
 	if (!refusal_init(b)) {
@@ -59,7 +60,7 @@ void
 binding_hold_sync(struct watch_binding *b)
 {
 	const struct pgb_plugin_api *api = b->w->api;
-	const struct watch_target *t = &b->w->targets[b->role];
+	const struct watch_target *t = b->t;
 	bool want = watch_target_holding(t) || refusal_holding(&b->refusal) ||
 		    (b->moved && t->state == WATCH_TARGET_STARTING);
 
@@ -98,7 +99,7 @@ binding_point(struct watch_binding *b, const struct patroni_target *t,
 void
 binding_apply(struct watch_binding *b)
 {
-	struct watch_target *t = &b->w->targets[b->role];
+	struct watch_target *t = b->t;
 	const struct pgb_plugin_api *api = b->w->api;
 	char shown[PATRONI_TARGET_MAX * (PATRONI_HOST_MAX + 16)];
 	int rc;

@@ -1,6 +1,7 @@
 /*
  * consul_redirect.c - the plugin's entry point: claims [consul] and the
- * patroni_scope/patroni_role database keys, checks their values, and on
+ * patroni_scope/patroni_role/patroni_prefer database keys, checks their
+ * values, and on
  * every (re)load turns the configuration into one watch per scope.
  */
 
@@ -45,10 +46,11 @@ struct redirect_binding {
 	const char *db;
 	const char *scope;
 	enum patroni_entry_role role;
+	struct patroni_prefer prefer;	/* count 0: none */
 };
 
 static const char *const redirect_db_keys[] = {
-	"patroni_scope", "patroni_role", NULL
+	"patroni_scope", "patroni_role", "patroni_prefer", NULL
 };
 
 static struct consul_redirect redirect_state;
@@ -240,6 +242,17 @@ redirect_db_setting(const char *db, const char *key, const char *value,
 		}
 		return true;
 	}
+	if (strcmp(key, "patroni_prefer") == 0) {
+		struct patroni_prefer prefer;
+		char why[PATRONI_VIEW_ERR_MAX], msg[PATRONI_VIEW_ERR_MAX + 64];
+
+		if (!patroni_prefer_parse(value, &prefer, why, sizeof(why))) {
+			snprintf(msg, sizeof(msg), "expected key:value[,key:value...]: %s", why);
+			redirect_bad_value(err, errlen, key, value, msg);
+			return false;
+		}
+		return true;
+	}
 	errbuf_set(err, errlen, "unknown database key \"%s\"", key);
 	return false;
 }
@@ -281,28 +294,40 @@ redirect_read_config(const struct pgb_config *config,
 	for (i = 0; i < config->db_count; i++) {
 		const struct pgb_db_settings *d = &config->dbs[i];
 		struct redirect_binding *b = &bindings[i];
-		const char *role = NULL;
+		const char *role = NULL, *prefer = NULL;
 
 		b->db = d->name;
 		b->scope = NULL;
 		b->role = PATRONI_ROLE_PRIMARY;
+		memset(&b->prefer, 0, sizeof(b->prefer));
 		for (j = 0; j < d->count; j++) {
-			if (!redirect_db_setting(d->name, d->settings[j].key,
-						 d->settings[j].value, err, errlen))
+			const char *key = d->settings[j].key;
+
+			if (!redirect_db_setting(d->name, key, d->settings[j].value, err, errlen))
 				return false;
-			if (strcmp(d->settings[j].key, "patroni_scope") == 0)
+			if (strcmp(key, "patroni_scope") == 0)
 				b->scope = d->settings[j].value;
+			else if (strcmp(key, "patroni_prefer") == 0)
+				prefer = d->settings[j].value;
 			else
 				role = d->settings[j].value;
 		}
 		if (!b->scope) {
-			errbuf_set(err, errlen,
-				   "database \"%s\": patroni_role = %s needs patroni_scope",
-				   d->name, role ? role : "");
+			errbuf_set(err, errlen, "database \"%s\": %s = %s needs patroni_scope",
+				   d->name, role ? "patroni_role" : "patroni_prefer",
+				   role ? role : prefer ? prefer : "");
 			return false;
 		}
 		if (role)
 			patroni_role_parse(role, &b->role);
+		if (prefer && b->role == PATRONI_ROLE_PRIMARY) {
+			errbuf_set(err, errlen,
+				   "database \"%s\": patroni_prefer needs patroni_role = replica or any "
+				   "(a primary entry follows the one leader)", d->name);
+			return false;
+		}
+		if (prefer)
+			patroni_prefer_parse(prefer, &b->prefer, NULL, 0);
 		if (strlen(d->name) >= PATRONI_NAME_MAX) {
 			errbuf_set(err, errlen, "database name \"%s\" too long", d->name);
 			return false;
@@ -367,7 +392,8 @@ redirect_drop(struct consul_redirect *cr, const struct redirect_binding *want,
 			watch_has_db(w, db, &role);
 			d = redirect_desired(want, n, db);
 			if (!d || strcmp(d->scope, watch_scope(w)) != 0 ||
-			    d->role != role) {
+			    d->role != role ||
+			    !patroni_prefer_equal(&d->prefer, watch_db_prefer(w, db))) {
 				plugin_log(cr->api, PGB_LOG_INFO,
 					     "database \"%s\" no longer follows scope \"%s\" as %s",
 					     db, watch_scope(w), patroni_role_name(role));
@@ -489,7 +515,7 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 			cr->watches[cr->watch_count++] = w;
 			redirect_log_watching(cr, want[i].scope, &s->opts.consul);
 		}
-		if (!watch_bind(w, want[i].db, want[i].role, moved[i]))
+		if (!watch_bind(w, want[i].db, want[i].role, &want[i].prefer, moved[i]))
 			goto oom;
 		plugin_log(cr->api, PGB_LOG_INFO, "database \"%s\" follows scope \"%s\" as %s%s",
 			     want[i].db, want[i].scope, patroni_role_name(want[i].role),

@@ -50,7 +50,7 @@ no_leader_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	no_leader_message(t, secs, msg, sizeof(msg));
 	for (b = w->bindings; b; b = b->next) {
-		if (b->role != t->role || !b->held)
+		if (b->t != t || !b->held)
 			continue;
 		n = w->api->db_fail_waiting(b->db, msg);
 		if (n > 0 && (t->fail_logged < t->held_since ||

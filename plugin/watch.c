@@ -1,7 +1,8 @@
 /*
  * watch.c - a followed scope's life cycle: one scope_query, the view
  * built from each of its answers, and the targets of the bound roles
- * computed from that view (patroni_targets.c holds the rules).
+ * (and of their preferences) computed from that view
+ * (patroni_targets.c holds the rules).
  */
 
 #include <stdio.h>
@@ -60,11 +61,74 @@ watch_role_bound(const struct watch *w, enum patroni_entry_role role)
 	return false;
 }
 
+bool
+watch_target_bound(const struct watch *w, const struct watch_target *t)
+{
+	const struct watch_binding *b;
+
+	for (b = w->bindings; b; b = b->next)
+		if (b->t == t)
+			return true;
+	return false;
+}
+
+static void
+watch_target_recompute(struct watch *w, struct watch_target *t)
+{
+	struct patroni_target nt;
+
+	patroni_target_compute(&w->view, t->role, w->last_leader, &t->prefer, &nt);
+	watch_target_update(t, &nt);
+}
+
+/* the target of role and prefer, made when new; NULL when out of memory */
+static struct watch_target *
+watch_target_for(struct watch *w, enum patroni_entry_role role,
+		 const struct patroni_prefer *prefer)
+{
+	struct watch_target *t;
+
+	if (prefer == NULL || prefer->count == 0)
+		return &w->targets[role];
+	for (t = w->preferring; t; t = t->next)
+		if (t->role == role && patroni_prefer_equal(&t->prefer, prefer))
+			return t;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	if (!watch_target_init(w, t, role)) {
+		watch_target_cleanup(t);
+		free(t);
+		return NULL;
+	}
+	t->prefer = *prefer;
+	t->next = w->preferring;
+	w->preferring = t;
+	return t;
+}
+
+/* the preferring targets no entry follows any more */
+static void
+watch_preferring_drop(struct watch *w, bool all)
+{
+	struct watch_target **p = &w->preferring, *t;
+
+	while ((t = *p)) {
+		if (!all && watch_target_bound(w, t)) {
+			p = &t->next;
+			continue;
+		}
+		*p = t->next;
+		watch_target_cleanup(t);
+		free(t);
+	}
+}
+
 /* recompute every bound role's target from the view */
 static void
 watch_view_apply(struct watch *w)
 {
-	struct patroni_target nt;
+	struct watch_target *t;
 	int i;
 
 	if (w->view.leader_key == PATRONI_LEADER_HELD)
@@ -76,13 +140,20 @@ watch_view_apply(struct watch *w)
 		snprintf(w->refused_logged, sizeof(w->refused_logged), "%s",
 			 w->view.refused);
 	}
-	switchover_update(w);
-	for (i = 0; i < PATRONI_ROLE_COUNT; i++) {
-		if (!watch_role_bound(w, i))
-			continue;
-		patroni_target_compute(&w->view, i, w->last_leader, &nt);
-		watch_target_update(&w->targets[i], &nt);
+	/* tags left out matter only to entries with a preference */
+	if (w->preferring && strcmp(w->view.tags_refused, w->tags_logged) != 0) {
+		if (w->view.tags_refused[0] != '\0')
+			plugin_log(w->api, PGB_LOG_WARNING,
+				   "scope \"%s\": %s; that member matches no patroni_prefer",
+				   w->scope, w->view.tags_refused);
+		snprintf(w->tags_logged, sizeof(w->tags_logged), "%s", w->view.tags_refused);
 	}
+	switchover_update(w);
+	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
+		if (watch_target_bound(w, &w->targets[i]))
+			watch_target_recompute(w, &w->targets[i]);
+	for (t = w->preferring; t; t = t->next)
+		watch_target_recompute(w, t);
 }
 
 static void
@@ -199,6 +270,7 @@ watch_free(struct watch *w, bool release)
 	switchover_cleanup(w);
 	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
 		watch_target_cleanup(&w->targets[i]);
+	watch_preferring_drop(w, true);
 	patroni_view_free(&w->view);
 	free(w);
 }
@@ -210,8 +282,9 @@ watch_query_sync(struct watch *w)
 	int i;
 
 	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
-		if (!watch_role_bound(w, i))
+		if (!watch_target_bound(w, &w->targets[i]))
 			watch_target_reset(&w->targets[i]);
+	watch_preferring_drop(w, false);
 	if (!watch_role_bound(w, PATRONI_ROLE_PRIMARY))
 		switchover_end(w, NULL);
 	scope_query_run(&w->q, w->bindings != NULL);
@@ -231,32 +304,34 @@ watch_restart(struct watch *w, const struct watch_options *opts)
 void
 watch_set_options(struct watch *w, const struct watch_options *opts)
 {
+	struct watch_target *t;
 	int i;
 
 	w->opts = *opts;
 	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
 		no_leader_rearm(&w->targets[i]);
+	for (t = w->preferring; t; t = t->next)
+		no_leader_rearm(t);
 }
 
 bool
 watch_bind(struct watch *w, const char *db, enum patroni_entry_role role,
-	   bool moved)
+	   const struct patroni_prefer *prefer, bool moved)
 {
-	struct watch_binding *b = binding_new(w, db, role, moved);
-	struct patroni_target nt;
+	struct watch_target *t = watch_target_for(w, role, prefer);
+	struct watch_binding *b = t ? binding_new(w, t, db, moved) : NULL;
 
-	if (!b)
+	if (!b) {
+		watch_query_sync(w);	/* frees a target made for nothing */
 		return false;
+	}
 	b->next = w->bindings;
 	w->bindings = b;
-	if (w->have_view && w->targets[role].state == WATCH_TARGET_STARTING) {
-		/* a role newly bound on a scope already followed */
-		patroni_target_compute(&w->view, role, w->last_leader, &nt);
-		watch_target_update(&w->targets[role], &nt);
-	}
+	if (w->have_view && t->state == WATCH_TARGET_STARTING)
+		watch_target_recompute(w, t);	/* newly bound on a scope already followed */
 	binding_apply(b);
-	if (b->held && w->targets[role].state == WATCH_TARGET_STARTING)
-		no_leader_start(&w->targets[role]);
+	if (b->held && t->state == WATCH_TARGET_STARTING)
+		no_leader_start(t);
 	watch_query_sync(w);
 	return true;
 }
@@ -284,6 +359,14 @@ watch_has_db(const struct watch *w, const char *db, enum patroni_entry_role *rol
 	if (b && role)
 		*role = b->role;
 	return b != NULL;
+}
+
+const struct patroni_prefer *
+watch_db_prefer(const struct watch *w, const char *db)
+{
+	const struct watch_binding *b = binding_find(w, db);
+
+	return b ? &b->t->prefer : NULL;
 }
 
 int
@@ -327,7 +410,7 @@ watch_check(const struct watch *w, const char *db)
 
 	if (!b)
 		return PATRONI_CHECK_NONE;
-	t = &w->targets[b->role];
+	t = b->t;
 	if (t->state != WATCH_TARGET_STARTING)
 		return t->cur.check;
 	return b->role == PATRONI_ROLE_PRIMARY ? PATRONI_CHECK_PRIMARY :

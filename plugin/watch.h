@@ -60,15 +60,18 @@ void watch_set_options(struct watch *w, const struct watch_options *opts);
 
 /*
  * Bind a database entry (applies what is known at once) or drop it.
+ * prefer (NULL: none) narrows a replica or any entry to matching members.
  * moved: a RELOAD took the entry from another scope or role, so its
  * address belongs to another cluster: it is held until this scope
  * answers.
  */
 bool watch_bind(struct watch *w, const char *db, enum patroni_entry_role role,
-		bool moved);
+		const struct patroni_prefer *prefer, bool moved);
 void watch_unbind(struct watch *w, const char *db);
 bool watch_has_db(const struct watch *w, const char *db,
 		  enum patroni_entry_role *role);
+/* the patroni_prefer db was bound with (count 0: none), NULL if not bound */
+const struct patroni_prefer *watch_db_prefer(const struct watch *w, const char *db);
 int watch_db_count(const struct watch *w);
 const char *watch_db_name(const struct watch *w, int i);
 

@@ -29,6 +29,7 @@ struct event;
 enum watch_target_state {
 	WATCH_TARGET_STARTING,		/* no answer from Consul yet */
 	WATCH_TARGET_FOLLOWING,		/* pointing at the role's members */
+	WATCH_TARGET_FALLBACK,		/* preferring: none matches, all members */
 	WATCH_TARGET_SWITCHOVER,	/* primary: switchover announced, holding */
 	WATCH_TARGET_STANDBY_LEADER,	/* primary of a standby cluster */
 	WATCH_TARGET_FAILSAFE,		/* no leader key, failsafe mode: kept */
@@ -49,10 +50,16 @@ struct switchover {
 	struct event *timer;		/* no_leader_timeout: give up holding */
 };
 
-/* a role's target: what Consul said, and what the entries were given */
+/*
+ * a role's target: what Consul said, and what the entries were given.
+ * One per role for entries without patroni_prefer (w->targets), one per
+ * role and preference for the others (w->preferring).
+ */
 struct watch_target {
 	struct watch *w;
+	struct watch_target *next;	/* w->preferring only */
 	enum patroni_entry_role role;
+	struct patroni_prefer prefer;	/* count 0: none */
 	enum watch_target_state state;
 	struct patroni_target cur;	/* count 0: nothing known yet */
 	char members[1024];		/* "m1,m2" of cur, for SHOW and logs */
@@ -87,6 +94,7 @@ struct watch_binding {
 	struct watch_binding *next;
 	char db[PATRONI_NAME_MAX];
 	enum patroni_entry_role role;
+	struct watch_target *t;		/* the target it follows */
 	bool held;			/* our hold is on (mirrors PgBouncer's) */
 	bool moved;			/* RELOAD moved it here: hold until known */
 	struct refusal refusal;
@@ -107,14 +115,17 @@ struct watch {
 	struct patroni_view view;	/* the last answer */
 	char last_leader[PATRONI_NAME_MAX];	/* last seen holding the key */
 	char refused_logged[PATRONI_VIEW_ERR_MAX];
+	char tags_logged[PATRONI_VIEW_ERR_MAX];	/* view.tags_refused, once said */
 	struct switchover sw;
 	struct watch_target targets[PATRONI_ROLE_COUNT];
+	struct watch_target *preferring;	/* replica/any with patroni_prefer */
 	struct watch_binding *bindings;
 };
 
 uint64_t watch_now_usec(void);
 void watch_timer_arm(struct event *ev, uint64_t usec);
 bool watch_role_bound(const struct watch *w, enum patroni_entry_role role);
+bool watch_target_bound(const struct watch *w, const struct watch_target *t);
 
 /* watch_target.c */
 bool watch_target_init(struct watch *w, struct watch_target *t,
@@ -142,8 +153,8 @@ void switchover_end(struct watch *w, const char *why);
 void binding_apply(struct watch_binding *b);
 void binding_hold_sync(struct watch_binding *b);
 struct watch_binding *binding_find(const struct watch *w, const char *db);
-struct watch_binding *binding_new(struct watch *w, const char *db,
-				  enum patroni_entry_role role, bool moved);
+struct watch_binding *binding_new(struct watch *w, struct watch_target *t,
+				  const char *db, bool moved);
 void binding_free(struct watch_binding *b, bool release);
 
 /* refusal.c */

@@ -2,7 +2,7 @@
  * watch_show.c - a watch's SHOW CONSUL rows: state consul_unreachable
  * while the scope's query fails, else the role's target state; the
  * error shown is the most pressing one (Consul, a refused server, why
- * queries are held, a refused member record).
+ * queries are held, a refused member record, tags left out).
  */
 
 #include <string.h>
@@ -22,6 +22,9 @@ watch_row_error(const struct watch *w, const struct watch_binding *b,
 	/* a refused record matters to primary entries only when it is the leader's */
 	if (b->role != PATRONI_ROLE_PRIMARY && w->view.refused[0] != '\0')
 		return w->view.refused;
+	/* tags that were left out matter to the entries that look at them */
+	if (t->prefer.count > 0 && w->view.tags_refused[0] != '\0')
+		return w->view.tags_refused;
 	return NULL;
 }
 
@@ -31,7 +34,7 @@ watch_rows(const struct watch *w, watch_row_fn fn, void *arg)
 	const struct watch_binding *b;
 
 	for (b = w->bindings; b; b = b->next) {
-		const struct watch_target *t = &w->targets[b->role];
+		const struct watch_target *t = b->t;
 		struct watch_row row;
 
 		row.database = b->db;

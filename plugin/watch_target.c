@@ -1,10 +1,11 @@
 /*
  * watch_target.c - where the entries of one role point, as a state
- * machine: starting -> following / switchover / standby_leader /
- * failsafe, or one of the holding states (no_leader, leader_unknown,
- * no_member).  A target keeps its last addresses while holding, logs
- * each change of state or members once, and applies itself to the
- * role's entries.
+ * machine: starting -> following / fallback (a preference no member
+ * matches) / switchover / standby_leader / failsafe, or one of the
+ * holding states (no_leader, leader_unknown, no_member).  A target keeps
+ * its last addresses while holding, logs each change of state or members
+ * once, and applies itself to the entries that follow it (one role, one
+ * preference).
  */
 
 #include <stdio.h>
@@ -20,6 +21,7 @@
 static const char *const watch_target_state_names[] = {
 	[WATCH_TARGET_STARTING] = "starting",
 	[WATCH_TARGET_FOLLOWING] = "following",
+	[WATCH_TARGET_FALLBACK] = "fallback",
 	[WATCH_TARGET_SWITCHOVER] = "switchover",
 	[WATCH_TARGET_STANDBY_LEADER] = "standby_leader",
 	[WATCH_TARGET_FAILSAFE] = "failsafe",
@@ -77,7 +79,7 @@ watch_target_apply(struct watch_target *t)
 	struct watch_binding *b;
 
 	for (b = t->w->bindings; b; b = b->next)
-		if (b->role == t->role)
+		if (b->t == t)
 			binding_apply(b);
 }
 
@@ -89,6 +91,8 @@ watch_target_state_of(const struct watch_target *t, const struct patroni_target 
 		if (t->role == PATRONI_ROLE_PRIMARY &&
 		    t->w->sw.state == SWITCHOVER_ANNOUNCED)
 			return WATCH_TARGET_SWITCHOVER;
+		if (nt->prefer == PATRONI_PREFER_FALLBACK)
+			return WATCH_TARGET_FALLBACK;
 		return WATCH_TARGET_FOLLOWING;
 	case PATRONI_TARGET_STANDBY_LEADER:
 		return WATCH_TARGET_STANDBY_LEADER;
@@ -157,9 +161,13 @@ watch_target_log(struct watch_target *t, enum watch_target_state old, bool moved
 {
 	struct watch *w = t->w;
 	const char *role = patroni_role_name(t->role);
-	char where[1024];
+	char where[1024], prefer[PATRONI_PREFER_TEXT_MAX + 32] = "";
 
 	watch_target_describe(&t->cur, where, sizeof(where));
+	if (t->prefer.count > 0) {
+		memcpy(prefer, " preferring ", 13);
+		patroni_prefer_format(&t->prefer, prefer + 12, sizeof(prefer) - 12);
+	}
 	if (t->state == old && !moved)
 		return;
 	switch (t->state) {
@@ -167,9 +175,15 @@ watch_target_log(struct watch_target *t, enum watch_target_state old, bool moved
 		if (t->role == PATRONI_ROLE_PRIMARY)
 			plugin_log(w->api, PGB_LOG_INFO, "scope \"%s\": leader is %s", w->scope, where);
 		else
-			plugin_log(w->api, PGB_LOG_INFO, "scope \"%s\": role %s members: %s%s",
-				   w->scope, role, where,
+			plugin_log(w->api, PGB_LOG_INFO, "scope \"%s\": role %s%s members: %s%s",
+				   w->scope, role, prefer, where,
 				   t->cur.left_out ? " (more left out: too many)" : "");
+		break;
+	case WATCH_TARGET_FALLBACK:
+		plugin_log(w->api, PGB_LOG_WARNING,
+			   "scope \"%s\": role %s%s: no member matches; using every one: %s%s",
+			   w->scope, role, prefer, where,
+			   t->cur.left_out ? " (more left out: too many)" : "");
 		break;
 	case WATCH_TARGET_SWITCHOVER:
 		break;			/* switchover.c says it */

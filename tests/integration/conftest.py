@@ -147,10 +147,11 @@ def acl_consul(consul_bin, request):
 @pytest.fixture(scope="module")
 def patroni_cluster(consul, request):
     """3-member Patroni cluster (scope raddb, namespace service) on `consul`,
-    started and healthy (leader + 2 streaming replicas); stopped after the module."""
+    started and healthy (leader + 2 streaming replicas); stopped after the module.
+    A module's PATRONI_TAGS ({member: {tag: value}}) go into the members' patroni.yml."""
     _require_lab()
     wd = _workdir("pgbc-lab-patroni-")
-    cluster = lab.PatroniCluster(wd, consul)
+    cluster = lab.PatroniCluster(wd, consul, tags=getattr(request.module, "PATRONI_TAGS", None))
     try:
         cluster.start()
         lab.record_timing("patroni_version", cluster.patroni_version)

@@ -1112,11 +1112,13 @@ class PatroniCluster:
                  names: Iterable[str] | None = None, pg_parameters: dict | None = None,
                  register_service: bool = True, patroni: str | None = None,
                  restapi_auth: tuple[str, str] | None = None,
-                 restapi_tls: TlsFiles | None = None):
+                 restapi_tls: TlsFiles | None = None,
+                 tags: dict[str, dict] | None = None):
         """restapi_auth: (username, password) Patroni's REST API asks of unsafe
         calls (PATCH /config, switchover, restart...); restapi_tls: https with
         verify_client required (a client certificate for every call).  The
-        lab's own REST calls, Patroni's and patronictl's use both."""
+        lab's own REST calls, Patroni's and patronictl's use both.  tags:
+        per member, the `tags:` of its patroni.yml (written into its record)."""
         self.workdir = Path(workdir)
         self.restapi_auth = restapi_auth
         self.restapi_tls = restapi_tls
@@ -1133,6 +1135,8 @@ class PatroniCluster:
                              f"{loop_wait} + 2 * retry_timeout {retry_timeout} > ttl {ttl}")
         self.ttl, self.loop_wait, self.retry_timeout = ttl, loop_wait, retry_timeout
         self.register_service = register_service
+        # per member: `tags:` of its patroni.yml, which Patroni writes into its record
+        self.tags = dict(tags or {})
         self.pg_parameters = {
             "shared_buffers": "16MB", "max_connections": 50, "wal_level": "replica",
             "hot_standby": "on", "max_wal_senders": 10, "max_replication_slots": 10,
@@ -1239,6 +1243,7 @@ class PatroniCluster:
                            "host all all 127.0.0.1/32 md5"],
             },
             "watchdog": {"mode": "off"},
+            **({"tags": self.tags[m.name]} if self.tags.get(m.name) else {}),
         }
 
     def _restapi_hardening(self) -> tuple[dict, dict]:

@@ -28,6 +28,9 @@ from test_consul_redirect import (FakeScope, TcpProxy, bouncer_factory, fake,  #
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
 
+# the module's cluster spans two sites (conftest's patroni_cluster reads this)
+PATRONI_TAGS = {"n1": {"dc": "dc1"}, "n2": {"dc": "dc1"}, "n3": {"dc": "dc2"}}
+
 
 def replica_ports(cluster: lab.PatroniCluster) -> list[int]:
     leader = cluster.leader()
@@ -332,3 +335,187 @@ def test_promoting_leader_checked_again_on_one_connection(patroni_cluster, consu
     assert not re.search(rf"server 127\.0\.0\.1 port {new_port} refused", log), \
         re.findall(r".*refused.*", log)
     assert w.errors == [], w.errors
+
+
+class PortPoller:
+    """Reads `select inet_server_port()` through one fork entry every 10 ms
+    (reconnecting after an error) and keeps (monotonic time, port or None)."""
+
+    def __init__(self, conninfo: str):
+        self.conninfo = conninfo
+        self.seen: list[tuple[float, int | None]] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as c:
+                    while not self._stop.is_set():
+                        port = c.execute("select inet_server_port()").fetchone()[0]
+                        self.seen.append((time.monotonic(), port))
+                        time.sleep(0.01)
+            except psycopg.Error:
+                self.seen.append((time.monotonic(), None))
+                time.sleep(0.01)
+
+    def start(self) -> "PortPoller":
+        self._t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(15)
+
+    def first_since(self, t0: float, port: int) -> float | None:
+        return next((t for t, p in list(self.seen) if t >= t0 and p == port), None)
+
+    def ports_since(self, t0: float) -> list[int | None]:
+        return [p for t, p in list(self.seen) if t >= t0]
+
+
+def test_replica_entry_prefers_its_own_site(patroni_cluster, consul, bouncer_factory):
+    """patroni_prefer=dc:dc1 on a replica entry: reads go only to the dc1
+    replica; with it stopped they move to the dc2 replica (state fallback);
+    once it runs (and streams) again they come back to it.  The times are
+    printed and recorded, not bounded."""
+    cluster = patroni_cluster
+    dc1 = [n for n, t in PATRONI_TAGS.items() if t["dc"] == "dc1"]
+    if cluster.leader() not in dc1:
+        cluster.switchover(candidate=dc1[0])
+    cluster.wait_healthy(timeout=120)
+    leader = cluster.leader()
+    near = next(n for n in dc1 if n != leader)
+    far = next(n for n, t in PATRONI_TAGS.items() if t["dc"] == "dc2")
+    near_port, far_port = member_port(cluster, near), member_port(cluster, far)
+    assert cluster.member_record(near)["tags"] == {"dc": "dc1"}
+    b = bouncer_factory(consul, {"near": db_line("raddb", "replica") + " patroni_prefer=dc:dc1",
+                                 "ro": db_line("raddb", "replica")},
+                        bouncer_settings={"pool_mode": "transaction"}).start()
+    row = b.wait_row("near", lambda r: r["state"] == "following")
+    assert row["member"] == near and int(row["port"]) == near_port, row
+    assert b.wait_row("ro", lambda r: r["state"] == "following")["member"] == \
+        ",".join(sorted([near, far]))
+    record = lab.KeyRecorder(consul, cluster.member_key(near)).start()
+    poll = PortPoller(b.conninfo("near")).start()
+
+    def record_change(t0: float, serving: bool) -> float | None:
+        """When near's record first said it serves reads (or no longer did) after t0."""
+        for t, v, _ in list(record.events):
+            rec = json.loads(v) if v else {}
+            ok = rec.get("state") == "running" and \
+                rec.get("replication_state", "streaming") == "streaming"
+            if t >= t0 and ok == serving:
+                return t
+        return None
+    try:
+        t_begin = time.monotonic()
+        lab.wait_until(lambda: len(poll.ports_since(t_begin)) >= 50, 30, 0.05,
+                       "50 reads through the preferring entry")
+        assert set(poll.ports_since(t_begin)) == {near_port}
+
+        t_stop = time.monotonic()
+        cluster.stop_member(near)
+        t_stopped = time.monotonic()
+        moved = lab.wait_until(lambda: poll.first_since(t_stop, far_port), 60, 0.02,
+                               f"reads on {far} (dc2) after {near} stopped")
+        t_gone = lab.wait_until(lambda: record_change(t_stop, False), 30, 0.02,
+                                f"{near}'s record to say it stopped")
+        row = b.wait_row("near", lambda r: r["state"] == "fallback")
+        assert row["member"] == far and int(row["port"]) == far_port, row
+        t_fallback = time.monotonic()
+        lab.wait_until(lambda: len(poll.ports_since(t_fallback)) >= 20, 30, 0.05,
+                       "reads in fallback")
+        assert set(poll.ports_since(t_fallback)) == {far_port}
+        lab.record_timing("prefer_stop_to_dc2_reads", moved - t_stop)
+        lab.record_timing("prefer_record_stopped_to_dc2_reads", moved - t_gone)
+        print(f"\n{near} stopped (SIGTERM to Patroni; it returned after "
+              f"{t_stopped - t_stop:.3f} s): its record changed {t_gone - t_stop:.3f} s "
+              f"after the stop began; first read on {far} {moved - t_stop:.3f} s after "
+              f"the stop began, {moved - t_gone:.3f} s after the record changed")
+
+        t_start = time.monotonic()
+        cluster.start_member(near)
+        t_streaming = lab.wait_until(lambda: record_change(t_start, True), 120, 0.02,
+                                     f"{near}'s record to say running/streaming")
+        back = lab.wait_until(lambda: poll.first_since(t_start, near_port), 60, 0.02,
+                              f"reads back on {near} (dc1)")
+        row = b.wait_row("near", lambda r: r["state"] == "following")
+        assert row["member"] == near and int(row["port"]) == near_port, row
+        t_back = time.monotonic()
+        lab.wait_until(lambda: len(poll.ports_since(t_back)) >= 20, 30, 0.05,
+                       "reads after the return")
+        assert set(poll.ports_since(t_back)) == {near_port}
+        lab.record_timing("prefer_start_to_dc1_reads", back - t_start)
+        lab.record_timing("prefer_streaming_to_dc1_reads", back - t_streaming)
+        print(f"{near} started: record said running/streaming {t_streaming - t_start:.3f} s "
+              f"later; first read back on it {back - t_start:.3f} s after the start, "
+              f"{back - t_streaming:.3f} s after the record said so")
+        errors = poll.ports_since(t_begin).count(None)
+        print(f"reads: {len(poll.seen)}, failed: {errors}")
+    finally:
+        poll.stop()
+        record.stop()
+        cluster.start_member(near)
+        cluster.wait_healthy(timeout=120)
+    # never the leader, whatever the site
+    assert member_port(cluster, leader) not in set(p for _, p in poll.seen)
+
+
+def test_prefer_follows_reload(patroni_cluster, consul, bouncer_factory):
+    """RELOAD changing or dropping an entry's patroni_prefer moves it to the
+    new set at once; a preference no member matches says fallback."""
+    cluster = patroni_cluster
+    leader = cluster.leader()
+    site = {n: t["dc"] for n, t in PATRONI_TAGS.items()}
+    replicas = sorted(n for n in cluster.names if n != leader)
+    one = replicas[0]
+    line = db_line("raddb", "replica")
+    b = bouncer_factory(consul, {"pro": f"{line} patroni_prefer=dc:{site[one]}"}).start()
+    row = b.wait_row("pro", lambda r: r["state"] == "following")
+    want = sorted(n for n in replicas if site[n] == site[one])
+    assert row["member"] == ",".join(want), row
+    b.databases["pro"] = f"{line} patroni_prefer=dc:nowhere"
+    b.reload()
+    row = b.wait_row("pro", lambda r: r["state"] == "fallback")
+    assert row["member"] == ",".join(replicas) and row["last_error"] is None, row
+    assert "preferring dc:nowhere: no member matches" in b.log()
+    b.databases["pro"] = line
+    b.reload()
+    row = b.wait_row("pro", lambda r: r["state"] == "following")
+    assert row["member"] == ",".join(replicas), row
+
+
+@pytest.mark.parametrize("line, error", [
+    (db_line("raddb") + " patroni_prefer=dc:dc1",
+     'database "bad": patroni_prefer needs patroni_role = replica or any'),
+    (db_line("raddb", "replica") + " patroni_prefer=dc",
+     'database bad: patroni_prefer: invalid value "dc" for patroni_prefer: '
+     'expected key:value[,key:value...]: "dc" is not key:value'),
+    (db_line("raddb", "any") + " patroni_prefer=dc:dc1,dc:dc2",
+     'tag "dc" listed twice'),
+])
+def test_bad_prefer_refused_at_start(consul, bouncer_factory, line, error):
+    b = bouncer_factory(consul, {"bad": line}).start(expect_fail=True)
+    assert b.proc.returncode != 0
+    assert error in b.log(), b.log()[-2000:]
+
+
+def test_member_tags_left_out_are_shown(fake, consul, bouncer_factory, patroni_cluster):
+    """A member whose tags cannot be read (a list value) still serves, but
+    matches no preference; the preferring entry's last_error and one log line
+    say why, a plain replica entry is not bothered."""
+    r1, r2 = replica_ports(patroni_cluster)
+    for name, port, tags in (("b", r1, {"dc": "dc1", "racks": [1, 2]}),
+                             ("c", r2, {"dc": "dc2"})):
+        assert consul.kv_put(fake.prefix + f"members/{name}", json.dumps({
+            "conn_url": f"postgres://127.0.0.1:{port}/postgres", "state": "running",
+            "role": "replica", "tags": tags}))
+    b = bouncer_factory(consul, {"fpre": db_line("fake", "replica") + " patroni_prefer=dc:dc1",
+                                 "fro": db_line("fake", "replica")}).start()
+    row = b.wait_row("fpre", lambda r: r["state"] == "fallback")
+    assert row["member"] == "b,c", row
+    why = 'tags of member "b" left out: tag "racks" is not a string, number or boolean'
+    assert row["last_error"] == why
+    assert b.wait_row("fro", lambda r: r["state"] == "following")["last_error"] is None
+    assert b.logfile_text().count(why + "; that member matches no patroni_prefer") == 1

@@ -62,6 +62,6 @@ def test_plugin_man_page_names_every_key():
     states = re.findall(r'\[WATCH_TARGET_[A-Z_]+\] = "([a-z_]+)"',
                         (ROOT / "plugin/watch_target.c").read_text())
     states += re.findall(r'"(consul_unreachable)"', (ROOT / "plugin/watch_show.c").read_text())
-    assert len(states) == 9, states
+    assert len(states) == 10, states
     for state in states:
         assert f"**{state}**" in PLUGIN_MD, state

@@ -51,9 +51,9 @@ check_answer(struct replay *r, const char *body, size_t len, const char *prefix)
 	if (!consul_kv_parse(body, len, &e, &count, err, sizeof(err)))
 		fail_msg("%s: answer %d refused: %s", r->name, r->answers, err);
 	assert_true(patroni_view_build(e, count, prefix, &v, err, sizeof(err)));
-	patroni_target_compute(&v, PATRONI_ROLE_PRIMARY, r->last_leader, &p);
-	patroni_target_compute(&v, PATRONI_ROLE_REPLICA, r->last_leader, &rep);
-	patroni_target_compute(&v, PATRONI_ROLE_ANY, r->last_leader, &any);
+	patroni_target_compute(&v, PATRONI_ROLE_PRIMARY, r->last_leader, NULL, &p);
+	patroni_target_compute(&v, PATRONI_ROLE_REPLICA, r->last_leader, NULL, &rep);
+	patroni_target_compute(&v, PATRONI_ROLE_ANY, r->last_leader, NULL, &any);
 	r->last_state = p.state;
 	if (v.leader_key == PATRONI_LEADER_HELD) {
 		lm = patroni_view_member(&v, v.leader);

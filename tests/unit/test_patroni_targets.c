@@ -2,7 +2,8 @@
  * Unit tests for lib/patroni_view.c and lib/patroni_targets.c: scopes as
  * Patroni 3 and 4 leave them in Consul (built entry by entry here; the
  * recorded switchovers and failovers are replayed by
- * test_patroni_recorded.c), and the targets each role gets from them.
+ * test_patroni_recorded.c), and the targets each role gets from them,
+ * with and without a patroni_prefer preference.
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -18,6 +19,8 @@
 
 #define PREFIX "service/rd/"
 #define MAX_ENTRIES 16
+#define DC1 "\"tags\":{\"dc\":\"dc1\"}"
+#define DC2 "\"tags\":{\"dc\":\"dc2\"}"
 
 struct scope {
 	struct consul_kv e[MAX_ENTRIES];
@@ -72,7 +75,7 @@ target_of(struct scope *s, enum patroni_entry_role role, const char *last,
 	struct patroni_view v;
 
 	view_of(s, &v);
-	patroni_target_compute(&v, role, last, t);
+	patroni_target_compute(&v, role, last, NULL, t);
 	patroni_view_free(&v);
 }
 
@@ -369,7 +372,7 @@ test_refused_record_counted(void **state)
 	assert_int_equal(v.member_count, 3);
 	assert_int_equal(v.refused_count, 2);
 	assert_non_null(strstr(v.refused, "member \"n4\" refused"));
-	patroni_target_compute(&v, PATRONI_ROLE_REPLICA, "", &t);
+	patroni_target_compute(&v, PATRONI_ROLE_REPLICA, "", NULL, &t);
 	assert_members(&t, "n2:5433,n3:5434");
 	patroni_view_free(&v);
 }
@@ -409,7 +412,7 @@ test_too_many_members(void **state)
 		e[i] = (struct consul_kv){ keys[i], values[i], strlen(values[i]), NULL, 1 };
 	}
 	assert_true(patroni_view_build(e, PATRONI_TARGET_MAX + 4, PREFIX, &v, err, sizeof(err)));
-	patroni_target_compute(&v, PATRONI_ROLE_REPLICA, "", &t);
+	patroni_target_compute(&v, PATRONI_ROLE_REPLICA, "", NULL, &t);
 	assert_int_equal(t.count, PATRONI_TARGET_MAX);
 	assert_int_equal(t.left_out, 4);
 	patroni_view_free(&v);
@@ -427,6 +430,229 @@ test_target_equal(void **state)
 	assert_true(patroni_target_equal(&a, &b));
 	b.addrs[1].port++;
 	assert_false(patroni_target_equal(&a, &b));
+}
+
+
+static void
+prefer_of(const char *text, struct patroni_prefer *p)
+{
+	char err[256];
+
+	assert_true(patroni_prefer_parse(text, p, err, sizeof(err)));
+}
+
+static void
+preferring(struct scope *s, enum patroni_entry_role role, const char *text,
+	   struct patroni_target *t)
+{
+	struct patroni_prefer p;
+	struct patroni_view v;
+
+	prefer_of(text, &p);
+	view_of(s, &v);
+	patroni_target_compute(&v, role, "", &p, t);
+	patroni_view_free(&v);
+}
+
+/* two sites: the leader and one replica in dc1, one replica in dc2 */
+static void
+two_sites(struct scope *s, const char *n2_state)
+{
+	memset(s, 0, sizeof(*s));
+	put(s, "leader", "n1", true);
+	member(s, "n1", 5432, "running", "primary", DC1);
+	member(s, "n2", 5433, n2_state, "replica", DC1);
+	member(s, "n3", 5434, "running", "replica", DC2);
+}
+
+static void
+test_prefer_uses_matching_members(void **state)
+{
+	struct scope s;
+	struct patroni_target t;
+
+	two_sites(&s, "running");
+	preferring(&s, PATRONI_ROLE_REPLICA, "dc:dc1", &t);
+	assert_int_equal(t.state, PATRONI_TARGET_FOLLOWING);
+	assert_int_equal(t.prefer, PATRONI_PREFER_MATCHED);
+	assert_int_equal(t.check, PATRONI_CHECK_RECOVERY);
+	/* the leader matches too, but a replica entry never gets it */
+	assert_members(&t, "n2:5433");
+	preferring(&s, PATRONI_ROLE_ANY, "dc:dc1", &t);
+	assert_members(&t, "n1:5432,n2:5433");
+	preferring(&s, PATRONI_ROLE_REPLICA, "dc:dc2", &t);
+	assert_members(&t, "n3:5434");
+	/* no preference: every replica, and says so */
+	target_of(&s, PATRONI_ROLE_REPLICA, "", &t);
+	assert_int_equal(t.prefer, PATRONI_PREFER_UNSET);
+	assert_members(&t, "n2:5433,n3:5434");
+	/* a preference means nothing to a primary target */
+	preferring(&s, PATRONI_ROLE_PRIMARY, "dc:dc2", &t);
+	assert_int_equal(t.prefer, PATRONI_PREFER_UNSET);
+	assert_members(&t, "n1:5432");
+}
+
+/* the matching replica stops: every other one, until it is back */
+static void
+test_prefer_falls_back_when_none_matches(void **state)
+{
+	struct scope s;
+	struct patroni_target t;
+
+	two_sites(&s, "stopped");
+	preferring(&s, PATRONI_ROLE_REPLICA, "dc:dc1", &t);
+	assert_int_equal(t.state, PATRONI_TARGET_FOLLOWING);
+	assert_int_equal(t.prefer, PATRONI_PREFER_FALLBACK);
+	assert_false(patroni_target_holds(t.state));
+	assert_members(&t, "n3:5434");
+	two_sites(&s, "running");
+	preferring(&s, PATRONI_ROLE_REPLICA, "dc:dc9", &t);
+	assert_int_equal(t.prefer, PATRONI_PREFER_FALLBACK);
+	assert_members(&t, "n2:5433,n3:5434");
+	/* nothing fits the role at all: held, as without a preference */
+	memset(&s, 0, sizeof(s));
+	put(&s, "leader", "n1", true);
+	member(&s, "n1", 5432, "running", "primary", DC1);
+	preferring(&s, PATRONI_ROLE_REPLICA, "dc:dc1", &t);
+	assert_int_equal(t.state, PATRONI_TARGET_NO_MEMBER);
+	assert_int_equal(t.count, 0);
+}
+
+/* every pair must match (AND); numbers and booleans as their JSON text */
+static void
+test_prefer_and_of_two_pairs(void **state)
+{
+	struct scope s;
+	struct patroni_target t;
+
+	memset(&s, 0, sizeof(s));
+	put(&s, "leader", "n1", true);
+	member(&s, "n1", 5432, "running", "primary", DC1);
+	member(&s, "n2", 5433, "running", "replica",
+	       "\"tags\":{\"dc\":\"dc1\",\"rack\":\"a\",\"zone\":1}");
+	member(&s, "n3", 5434, "running", "replica",
+	       "\"tags\":{\"dc\":\"dc1\",\"rack\":\"b\",\"ssd\":true}");
+	member(&s, "n4", 5435, "running", "replica", "\"tags\":{\"rack\":\"b\"}");
+	preferring(&s, PATRONI_ROLE_REPLICA, "dc:dc1,rack:b", &t);
+	assert_int_equal(t.prefer, PATRONI_PREFER_MATCHED);
+	assert_members(&t, "n3:5434");
+	preferring(&s, PATRONI_ROLE_REPLICA, "rack:b", &t);
+	assert_members(&t, "n3:5434,n4:5435");
+	preferring(&s, PATRONI_ROLE_REPLICA, "dc:dc1,zone:1", &t);
+	assert_members(&t, "n2:5433");
+	preferring(&s, PATRONI_ROLE_REPLICA, "ssd:true", &t);
+	assert_members(&t, "n3:5434");
+	/* one pair off is no match: all of them */
+	preferring(&s, PATRONI_ROLE_REPLICA, "dc:dc2,rack:b", &t);
+	assert_int_equal(t.prefer, PATRONI_PREFER_FALLBACK);
+	assert_members(&t, "n2:5433,n3:5434,n4:5435");
+}
+
+/* no tags, or tags we left out: such a member matches nothing, yet serves */
+static void
+test_prefer_member_without_tags(void **state)
+{
+	struct scope s;
+	struct patroni_target t;
+	struct patroni_view v;
+	const struct patroni_view_member *m;
+
+	memset(&s, 0, sizeof(s));
+	put(&s, "leader", "n1", true);
+	member(&s, "n1", 5432, "running", "primary", "");
+	member(&s, "n2", 5433, "running", "replica", "");
+	member(&s, "n3", 5434, "running", "replica",
+	       "\"tags\":{\"dc\":\"dc1\",\"racks\":[1,2]}");
+	member(&s, "n4", 5435, "running", "replica", DC2);
+	preferring(&s, PATRONI_ROLE_REPLICA, "dc:dc2", &t);
+	assert_members(&t, "n4:5435");
+	preferring(&s, PATRONI_ROLE_REPLICA, "dc:dc1", &t);
+	assert_int_equal(t.prefer, PATRONI_PREFER_FALLBACK);
+	assert_members(&t, "n2:5433,n3:5434,n4:5435");
+	view_of(&s, &v);
+	assert_int_equal(v.member_count, 4);	/* a bad tag does not cost the record */
+	m = patroni_view_member(&v, "n3");
+	assert_int_equal(m->rec.tag_count, 0);
+	assert_string_equal(m->rec.tags_why, "tag \"racks\" is not a string, number or boolean");
+	assert_string_equal(v.tags_refused, "tags of member \"n3\" left out: "
+			    "tag \"racks\" is not a string, number or boolean");
+	assert_int_equal(patroni_view_member(&v, "n2")->rec.tag_count, 0);
+	assert_string_equal(patroni_view_member(&v, "n2")->rec.tags_why, "");
+	assert_string_equal(patroni_member_tag(&patroni_view_member(&v, "n4")->rec, "dc"), "dc2");
+	assert_null(patroni_member_tag(&patroni_view_member(&v, "n4")->rec, "rack"));
+	patroni_view_free(&v);
+}
+
+/* bounds on the tags we keep: too many, too long, not an object */
+static void
+test_tags_bounded(void **state)
+{
+	struct scope s;
+	struct patroni_view v;
+	char many[1024] = "\"tags\":{", one[32], longv[300];
+	int i;
+
+	for (i = 0; i <= PATRONI_TAGS_MAX; i++) {
+		snprintf(one, sizeof(one), "%s\"t%d\":%d", i ? "," : "", i, i);
+		strncat(many, one, sizeof(many) - strlen(many) - 1);
+	}
+	strncat(many, "}", sizeof(many) - strlen(many) - 1);
+	/* a value of PATRONI_TAG_VALUE_MAX bytes: one too many */
+	snprintf(longv, sizeof(longv), "\"tags\":{\"dc\":\"%0*d\"}", PATRONI_TAG_VALUE_MAX, 7);
+	memset(&s, 0, sizeof(s));
+	member(&s, "n1", 5432, "running", "replica", many);
+	member(&s, "n2", 5433, "running", "replica", longv);
+	member(&s, "n3", 5434, "running", "replica", "\"tags\":\"dc1\"");
+	member(&s, "n4", 5435, "running", "replica", "\"tags\":{\"dc\":null}");
+	view_of(&s, &v);
+	assert_string_equal(v.refused, "");
+	assert_int_equal(v.member_count, 4);
+	assert_string_equal(patroni_view_member(&v, "n1")->rec.tags_why, "more than 16 tags");
+	assert_non_null(strstr(patroni_view_member(&v, "n2")->rec.tags_why,
+			       "value longer than 127 bytes"));
+	assert_string_equal(patroni_view_member(&v, "n3")->rec.tags_why,
+			    "tags is not a json object");
+	assert_non_null(strstr(patroni_view_member(&v, "n4")->rec.tags_why, "\"dc\" is not"));
+	patroni_view_free(&v);
+}
+
+static void
+assert_prefer_refused(const char *text, const char *why)
+{
+	struct patroni_prefer p;
+	char err[256];
+
+	assert_false(patroni_prefer_parse(text, &p, err, sizeof(err)));
+	if (strstr(err, why) == NULL)
+		fail_msg("\"%s\": error \"%s\" lacks \"%s\"", text, err, why);
+}
+
+static void
+test_prefer_option_text(void **state)
+{
+	struct patroni_prefer p, q;
+	char shown[128];
+
+	prefer_of("dc:dc1,rack:r:1", &p);
+	assert_int_equal(p.count, 2);
+	assert_string_equal(p.tags[1].key, "rack");
+	assert_string_equal(p.tags[1].value, "r:1");	/* the first ':' splits */
+	patroni_prefer_format(&p, shown, sizeof(shown));
+	assert_string_equal(shown, "dc:dc1,rack:r:1");
+	prefer_of("dc:dc1,rack:r:1", &q);
+	assert_true(patroni_prefer_equal(&p, &q));
+	prefer_of("rack:r:1,dc:dc1", &q);
+	assert_false(patroni_prefer_equal(&p, &q));
+	assert_prefer_refused("", "empty key:value pair");
+	assert_prefer_refused("dc", "\"dc\" is not key:value");
+	assert_prefer_refused(":dc1", "tag name must be 1 to 63");
+	assert_prefer_refused("dc:", "value must be 1 to 127");
+	assert_prefer_refused("dc:dc1,", "empty key:value pair");
+	assert_prefer_refused("dc:dc1,,rack:a", "empty key:value pair");
+	assert_prefer_refused("d/c:dc1", "a tag name is letters, digits");
+	assert_prefer_refused("dc:dc 1", "space or control character");
+	assert_prefer_refused("dc:dc1,dc:dc2", "tag \"dc\" listed twice");
+	assert_prefer_refused("a:1,b:1,c:1,d:1,e:1,f:1,g:1,h:1,i:1", "more than 8");
 }
 
 int
@@ -449,6 +675,12 @@ main(void)
 		cmocka_unit_test(test_other_scope_ignored),
 		cmocka_unit_test(test_too_many_members),
 		cmocka_unit_test(test_target_equal),
+		cmocka_unit_test(test_prefer_uses_matching_members),
+		cmocka_unit_test(test_prefer_falls_back_when_none_matches),
+		cmocka_unit_test(test_prefer_and_of_two_pairs),
+		cmocka_unit_test(test_prefer_member_without_tags),
+		cmocka_unit_test(test_tags_bounded),
+		cmocka_unit_test(test_prefer_option_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
