@@ -120,7 +120,10 @@ def test_http_past_the_agents_connection_limit(agent):
             assert "limits.http_max_conns_per_client" in (r["last_error"] or ""), r
         st = stats(b)
         assert st["transport"] == "http/1.1"
-        assert int(st["conn_limited"]) == len(refused) == int(st["unreachable"])
+        # one snapshot: the rows above may have swapped a slot since (a refused
+        # scope's retry can take a connection another scope just put back)
+        assert int(st["conn_limited"]) == int(st["unreachable"]) > 0
+        assert int(st["unreachable"]) + int(st["following"]) == H1_SCOPES
         # the refused scopes retry with backoff; a retry refused again is not logged
         lab.wait_until(lambda: int(stats(b)["connects"]) >= int(st["connects"]) + 2 * len(refused),
                        60, 0.2, "every refused scope retrying twice")
