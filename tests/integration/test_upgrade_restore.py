@@ -327,6 +327,17 @@ def assert_progress_line(stderr: str, pattern: str) -> None:
     assert re.search(pattern, stderr), f"no line matching {pattern!r} in:\n{stderr}"
 
 
+def assert_still_lines(stderr: str) -> None:
+    """Which wait or command outlasts the 200 ms interval depends on the machine,
+    so no particular one is asked for: the run (seconds of waits) printed some
+    "still" lines, each in the documented form."""
+    still = [ln for ln in stderr.splitlines() if " LOG still " in ln]
+    assert still, f"no progress line in:\n{stderr}"
+    for ln in still:
+        assert re.search(r"LOG still (waiting for .+: \d+ s of \d+ s, last seen: \S.*"
+                         r"|running .+ on \S+: \d+ s of \d+ s)$", ln), ln
+
+
 def assert_wait_progress(stderr: str, what: str, limit: int) -> None:
     """A wait's start and end lines (its 'still' lines depend on how long it took)."""
     w = re.escape(what)
@@ -339,11 +350,8 @@ def assert_start_progress(stderr: str, leader: str, replicas: list[str]) -> None
     assert_wait_progress(stderr, f"{leader} to run as primary of version 15", 300)
     for n in replicas:
         assert_wait_progress(stderr, f"{n} to run as replica of version 15", 300)
-    # the replicas are re-cloned at the same time and waited for in turn: the first
-    # one waited for is still creating its replica (a base backup outlasts 200 ms)
-    assert_progress_line(stderr, rf"LOG still waiting for {replicas[0]} to run as replica of "
-                         rf"version 15: \d+ s of 300 s, last seen: state \S")
     assert_wait_progress(stderr, f"every replica to stream from {leader}", 300)
+    assert_still_lines(stderr)
 
 
 def assert_upgrade_progress(stderr: str, leader: str, replicas: list[str]) -> None:
@@ -351,8 +359,6 @@ def assert_upgrade_progress(stderr: str, leader: str, replicas: list[str]) -> No
     for what in ("pg_upgrade --check", "pg_upgrade"):
         assert_progress_line(stderr, rf"LOG running {what} on {leader} \(up to 600 s\)")
         assert_progress_line(stderr, rf"LOG finished {what} on {leader} after \d+\.\d s")
-    # pg_upgrade stops and starts two servers: it outlasts a 200 ms interval
-    assert_progress_line(stderr, rf"LOG still running pg_upgrade on {leader}: \d+ s of 600 s")
     # its own output, under the member's name
     assert_progress_line(stderr, rf"LOG \[{leader}\] Performing Consistency Checks")
     assert_start_progress(stderr, leader, replicas)
