@@ -144,22 +144,29 @@ def acl_consul(consul_bin, request):
         _cleanup(wd, _failed(request))
 
 
+def _patroni_cluster(name, consul, request, **kw):
+    """The body of the Patroni cluster fixtures: started on `consul`, its
+    start time recorded as <name>_cluster_start, stopped and cleaned up."""
+    _require_lab()
+    wd = _workdir(f"pgbc-lab-{name.replace('_', '-')}-")
+    cluster = lab.PatroniCluster(wd, consul, **kw)
+    try:
+        cluster.start()
+        lab.record_timing("patroni_version", cluster.patroni_version)
+        lab.record_timing(f"{name}_cluster_start", cluster.start_time)
+        yield cluster
+    finally:
+        cluster.stop()
+        _cleanup(wd, _failed(request))
+
+
 @pytest.fixture(scope="module")
 def patroni_cluster(consul, request):
     """3-member Patroni cluster (scope raddb, namespace service) on `consul`,
     started and healthy (leader + 2 streaming replicas); stopped after the module.
     A module's PATRONI_TAGS ({member: {tag: value}}) go into the members' patroni.yml."""
-    _require_lab()
-    wd = _workdir("pgbc-lab-patroni-")
-    cluster = lab.PatroniCluster(wd, consul, tags=getattr(request.module, "PATRONI_TAGS", None))
-    try:
-        cluster.start()
-        lab.record_timing("patroni_version", cluster.patroni_version)
-        lab.record_timing("patroni_cluster_start", cluster.start_time)
-        yield cluster
-    finally:
-        cluster.stop()
-        _cleanup(wd, _failed(request))
+    yield from _patroni_cluster("patroni", consul, request,
+                                tags=getattr(request.module, "PATRONI_TAGS", None))
 
 
 @pytest.fixture(scope="module")
@@ -182,17 +189,7 @@ def consul_dc(consul_bin, request):
 def dc_patroni_cluster(consul_dc, request):
     """patroni_cluster's 3-member cluster, talking to consul_dc's `patroni`
     client agent."""
-    _require_lab()
-    wd = _workdir("pgbc-lab-dc-patroni-")
-    cluster = lab.PatroniCluster(wd, consul_dc.client("patroni"))
-    try:
-        cluster.start()
-        lab.record_timing("patroni_version", cluster.patroni_version)
-        lab.record_timing("dc_patroni_cluster_start", cluster.start_time)
-        yield cluster
-    finally:
-        cluster.stop()
-        _cleanup(wd, _failed(request))
+    yield from _patroni_cluster("dc_patroni", consul_dc.client("patroni"), request)
 
 
 def pytest_terminal_summary(terminalreporter):
