@@ -131,13 +131,13 @@ def test_refused_server_backs_off(fake, consul, bouncer_factory, patroni_cluster
         return m and int(m.group(2)) >= 1000 and (int(m.group(1)), int(m.group(2)))
     row = b.wait_row("fdb", paused_ms, timeout=60, what="a retry pause of at least 1 s")
     refused, pause = paused_ms(row)
-    assert pause <= 2000
-    assert len(re.findall(r'database "fdb": server 127\.0\.0\.1 port \d+ refused',
-                          b.logfile_text())) == 1
-    assert got == [] and t.is_alive()
+    assert pause <= 2000, row
+    log = b.logfile_text()
+    assert len(re.findall(r'database "fdb": server 127\.0\.0\.1 port \d+ refused', log)) == 1, log
+    assert got == [] and t.is_alive(), (got, log)
     fake.member("a", lp)
     t.join(30)
-    assert got == [1]
+    assert got == [1], (got, b.logfile_text())
 
 
 def test_standby_cluster_leader_serves_reads_without_retries(fake, consul, bouncer_factory,
