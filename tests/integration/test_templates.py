@@ -3,7 +3,11 @@ keys and what pgbouncer-helper installs: every HCL file passes `consul validate`
 once its placeholders are filled, the files agree with one another (datacenters,
 joins, ports, tags), and the prepared-query JSON of each site is what
 `pgbouncer-helper prepared-queries` makes of that site's helper.ini, checked in a
-real Consul dev agent of that datacenter in both directions.
+real Consul dev agent of that datacenter in both directions.  Then the four
+agent templates run as one layout on loopback (a global and a dc1 server
+WAN-joined, a global and a dc1 client agent): a key written through the global
+client is read through the dc1 client with dc=global, and dc1's writer query
+answers there.  About 9 s.
 
     /usr/bin/python3 -m pytest -v tests/integration/test_templates.py   (as root)
 
@@ -228,3 +232,104 @@ def test_prepared_queries_json_is_what_the_helper_installs(tmp_path, consul_bin,
         consul.stop()
         if not os.environ.get("PGBC_KEEP"):
             shutil.rmtree(tmp_path / "consul", ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the layout, running
+
+class TemplateAgent(lab.Consul):
+    """A Consul agent run from one of the HCL templates: its datacenter, role,
+    ACL and gossip settings come from the file; the lab's flags only move it to
+    free loopback ports and a private data_dir, and the template's server names
+    become the loopback addresses of the agents started for them."""
+
+    def __init__(self, workdir: Path, template: str, key: str, **kw):
+        super().__init__(workdir, datacenter=hcl_string(template, "datacenter"), **kw)
+        self.template, self.key = template, key
+        self.names: dict[str, tuple[str, str]] = {}     # hostname -> (LAN, WAN) address
+
+    def _cmd(self) -> list[str]:
+        cmd = super()._cmd()
+        i = cmd.index("-datacenter")
+        del cmd[i:i + 2]            # the template's datacenter, not a flag's
+        filled = text(self.template).replace("@ENCRYPT_KEY@", self.key)
+        for key, which in (("retry_join", 0), ("retry_join_wan", 1)):
+            def swap(m, which=which):
+                return re.sub(r'"([^"]+)"', lambda n: '"%s"' % self.names[n.group(1)][which],
+                              m.group(0))
+            filled = re.sub(rf"^{key}\s*=\s*\[.*?\]", swap, filled, flags=re.M | re.S)
+        path = self.workdir / "template.hcl"
+        path.write_text(filled)
+        # the lab's own: join at once, elect fast, and a replication token for dc1
+        lab_hcl = self.workdir / "lab-template.hcl"
+        lab_hcl.write_text('retry_interval = "1s"\nretry_interval_wan = "1s"\n'
+                           'performance {\n  raft_multiplier = 1\n}\n'
+                           f'acl {{\n  tokens {{\n    replication = "{self.token}"\n  }}\n}}\n')
+        return cmd + ["-config-file", str(path), "-config-file", str(lab_hcl)]
+
+
+def test_templates_make_the_layout(tmp_path, consul_bin, gossip_key):
+    """A global server, a dc1 server, a global client (Patroni's) and a dc1
+    client (the pooler's and the helper's), each from its template: WAN-joined,
+    Patroni's leader key written through the global client is read through the
+    dc1 client with dc=global (what [consul] datacenter = global asks for) and
+    not without, and the helper's writer query answers through the dc1 client."""
+    token = "a3f6d1f8-5c1e-4e39-9c1b-6f0c2d9e7b41"
+    mk = dict(binary=consul_bin, acl_master_token=token)
+    gs = TemplateAgent(tmp_path / "gs", "global-server.hcl", gossip_key, node="global-1",
+                       role="server", bootstrap_expect=1, **mk)
+    ss = TemplateAgent(tmp_path / "ss", "site-server.hcl", gossip_key, node="dc1-1",
+                       role="server", bootstrap_expect=1, **mk)
+    gc = TemplateAgent(tmp_path / "gc", "global-client.hcl", gossip_key, node="db1",
+                       role="client", **mk)
+    sc = TemplateAgent(tmp_path / "sc", "site-client.hcl", gossip_key, node="db1",
+                       role="client", **mk)
+    names = {}
+    for n in hcl_list("global-server.hcl", "retry_join"):
+        names[n] = (gs.serf_lan_address, f"127.0.0.1:{gs.ports['serf_wan']}")
+    for n in hcl_list("site-server.hcl", "retry_join"):
+        names[n] = (ss.serf_lan_address, f"127.0.0.1:{ss.ports['serf_wan']}")
+    for n in hcl_list("global-server.hcl", "retry_join_wan"):
+        names.setdefault(n, ("127.0.0.1:1", "127.0.0.1:1"))     # dc2's: not started
+    agents = [gs, ss, gc, sc]
+    try:
+        for a in agents:
+            a.names = names
+        for a in (gs, ss):          # the servers elect their leaders side by side
+            a.launch()
+        for a in agents:
+            a.start(60)
+        assert [a.api("GET", "/v1/agent/self")["Config"]["Datacenter"] for a in agents] == \
+            ["global", "dc1", "global", "dc1"]
+        # one host name in both datacenters: the database host's two agents
+        assert {n["Node"] for n in gs.api("GET", "/v1/catalog/nodes")} == {"global-1", "db1"}
+        assert {n["Node"] for n in ss.api("GET", "/v1/catalog/nodes")} == {"dc1-1", "db1"}
+        lab.wait_until(lambda: set(gs.api("GET", "/v1/catalog/datacenters")) == {"global", "dc1"},
+                       60, 0.2, "global and dc1 WAN-joined")
+        # Patroni writes through its global agent ...
+        gc.api("PUT", "/v1/kv/service/raddb/leader", "db1")
+        # ... and the pooler's dc1 agent finds it in global only
+        st, _, _ = sc.request("GET", "/v1/kv/service/raddb/leader")
+        assert st == 404
+        st, _, raw = sc.request("GET", "/v1/kv/service/raddb/leader?dc=global&raw")
+        assert (st, raw) == (200, b"db1")
+        # the helper registers into dc1 and installs dc1's queries through the dc1 agent
+        sc.api("PUT", "/v1/agent/service/register",
+               {"ID": "pgbc-helper:raddb:db1:writer", "Name": "raddb", "Tags": ["primary"],
+                "Address": "127.0.0.1", "Port": 5432})
+        token_file = tmp_path / "token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        ini_path = tmp_path / "helper.ini"
+        ini_path.write_text(re.sub(r"^url = \S+", f"url = {sc.url}", text("helper-dc1.ini"),
+                                   count=1, flags=re.M))
+        r = run_helper(ini_path, "prepared-queries", "--consul-token-file", str(token_file))
+        assert r.returncode == 0 and r.stderr.count(" created ") == 3, r.stderr
+        answer = sc.api("GET", "/v1/query/raddb-writer/execute")
+        assert answer["Datacenter"] == "dc1"
+        assert [(n["Node"]["Node"], n["Service"]["Port"]) for n in answer["Nodes"]] == \
+            [("db1", 5432)]
+        assert answer["DNS"]["TTL"] == "5s"
+        assert gs.api("GET", "/v1/query") == []        # queries belong to dc1
+    finally:
+        for a in reversed(agents):
+            a.stop()
