@@ -136,7 +136,7 @@ stage "lab: real Consul 1.8.7 and Patroni $patroni3 cluster" pytest lab "$top/te
 # filled), the files agreeing on datacenters, joins, ports and tags, and the
 # prepared-query JSON of dc1 and dc2 against what pgbouncer-helper installs
 # into a dev agent of that datacenter, then the agent templates run as one
-# WAN-joined layout (global and dc1 servers and clients): about 9 s
+# WAN-joined layout (global and dc1 servers and clients): about 7 s
 stage "templates/multi-dc: consul validate, one layout, prepared queries as the helper makes them" \
 	pytest templates "$top/tests/integration/test_templates.py"
 # the helper's lab tests, like the plugin's below, once per Patroni (4.x
