@@ -132,6 +132,13 @@ stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" 
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
 stage "attacks: unpatched build vs the fork (tests/security)" pytest security "$top/tests/security"
 stage "lab: real Consul 1.8.7 and Patroni $patroni3 cluster" pytest lab "$top/tests/integration/test_lab.py"
+# templates/multi-dc/: consul validate on every HCL file (placeholders
+# filled), the files agreeing on datacenters, joins, ports and tags, and the
+# prepared-query JSON of dc1 and dc2 against what pgbouncer-helper installs
+# into a dev agent of that datacenter, then the agent templates run as one
+# WAN-joined layout (global and dc1 servers and clients): about 7 s
+stage "templates/multi-dc: consul validate, one layout, prepared queries as the helper makes them" \
+	pytest templates "$top/tests/integration/test_templates.py"
 # the helper's lab tests, like the plugin's below, once per Patroni (4.x
 # names the leader's role primary, adds /cluster fields, keeps the leader
 # key a loop longer on a switchover), one after the other: about 115 s
