@@ -252,3 +252,104 @@ class FaultProxy:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(5)
+
+
+class TcpRelay:
+    """A TCP relay listening on (host, port) that copies bytes both ways to
+    target (host, port), for links that are not HTTP (a Consul server's RPC
+    port).  cut() closes every relayed connection and from then on closes
+    each new one as soon as it is accepted (the peer sees the link drop, as
+    when a WAN link breaks, while the target itself stays up); heal() relays
+    again.  Counts connections accepted and those cut."""
+
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
+        self.listen, self.target = listen, target
+        self.broken = False
+        self.accepted = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(listen)
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return (f"TcpRelay({self.listen[0]}:{self.listen[1]} -> {self.target[0]}:"
+                f"{self.target[1]}, broken={self.broken}, accepted={self.accepted}, "
+                f"refused={self.refused})")
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            if self.broken:
+                self.refused += 1
+                c.close()
+                continue
+            try:
+                up = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                c.close()
+                continue
+            up.settimeout(None)
+            with self._lock:
+                cut = self.broken       # cut() while this one was connecting
+                if not cut:
+                    self._pairs.append((c, up))
+            if cut:
+                self.refused += 1
+                c.close()
+                up.close()
+                continue
+            for a, b in ((c, up), (up, c)):
+                threading.Thread(target=self._copy, args=(a, b), daemon=True).start()
+
+    def _copy(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _drop_all(self) -> None:
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def cut(self) -> None:
+        with self._lock:
+            self.broken = True
+        self._drop_all()
+
+    def heal(self) -> None:
+        self.broken = False
+
+    def close(self) -> None:
+        self._closed.set()
+        self.sock.close()
+        self._thread.join(5)
+        self._drop_all()
