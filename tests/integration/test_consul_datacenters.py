@@ -1,0 +1,243 @@
+"""consul_redirect.so reading Patroni's keys in another Consul datacenter
+through its local agent (issue 14, point 3): Consul 1.8.7 datacenters
+`global`, `dc1` and `dc2` on loopback, WAN-joined (lab.ConsulFederation),
+a real 3-member Patroni cluster whose DCS is `global`, and the fork on a
+client agent of dc1 with `[consul] datacenter = global`, so that every
+request it makes is forwarded by dc1's server to global's over the WAN.
+
+    /usr/bin/python3 -m pytest -v tests/integration/test_consul_datacenters.py   (as root)
+
+The tests: following the cluster across a switchover under a writer; the
+same fork without `datacenter =` (dc1 has no such keys); the WAN link from
+dc1 to global broken and healed (lab.ConsulFederation's wan_relay); a
+datacenter Consul does not know (500 "No path to datacenter"), set by a
+RELOAD; and names with bad characters refused at start and at RELOAD.
+
+The lab is module-scoped and every test leaves it healthy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import lab
+from fork import PGBOUNCER, PLUGIN, Bouncer, db_line
+from pooler_watch import WRITES, States, log_lines, report, start_writer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
+
+# the longest wait between two retries of a failing scope (plugin/scope_query.c)
+ERROR_CAP = 30.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _binaries():
+    for path in (PGBOUNCER, PLUGIN):
+        if not os.path.exists(path):
+            pytest.fail(f"{path} not built: run make (./test.sh builds it)")
+
+
+@pytest.fixture(scope="module")
+def fed(consul_federation):
+    return consul_federation
+
+
+@pytest.fixture(scope="module")
+def cluster(global_patroni_cluster):
+    with global_patroni_cluster.connect(autocommit=True) as c:
+        c.execute(f"create table if not exists {WRITES} (id bigserial primary key, "
+                  "t timestamptz default clock_timestamp(), port int default inet_server_port())")
+    return global_patroni_cluster
+
+
+@pytest.fixture
+def bouncer(fed, cluster):
+    """make(settings=None, follow=True): the fork on dc1's client agent with
+    raddb following the cluster in transaction pooling, `[consul]
+    datacenter = global` unless settings say otherwise; with follow, started
+    and following the current leader."""
+    made: list[Bouncer] = []
+
+    def make(settings: dict | None = None, follow: bool = True) -> Bouncer:
+        consul_settings = {"datacenter": "global"}
+        consul_settings.update(settings or {})
+        consul_settings = {k: v for k, v in consul_settings.items() if v is not None}
+        b = Bouncer(lab.make_workdir("pgbc-bouncer-"), fed.client("dc1", "fork"),
+                    {"raddb": db_line("raddb")}, consul_settings=consul_settings,
+                    bouncer_settings={"pool_mode": "transaction"})
+        made.append(b)
+        if follow:
+            b.start()
+            leader = cluster.leader()
+            b.wait_row("raddb", lambda r: r["state"] == "following" and r["member"] == leader,
+                       what=f"raddb following {leader}")
+        return b
+    yield make
+    for b in made:
+        b.stop()
+        lab.log(f"pgbouncer log: {b.logfile}")
+
+
+def test_lab_is_federated(fed, cluster):
+    """Every server lists the three datacenters, Patroni's keys live in
+    global only, and dc1's agent reads them with ?dc=global."""
+    for dc in ("global", "dc1", "dc2"):
+        assert fed.datacenters_seen(fed.server(dc)) == ["dc1", "dc2", "global"]
+    agent = fed.client("dc1", "fork")
+    leader = cluster.leader()
+    assert agent.kv_get(cluster.leader_key) is None
+    st, _, raw = agent.request("GET", f"/v1/kv/{cluster.leader_key}?dc=global&raw")
+    assert (st, raw.decode()) == (200, leader)
+
+
+def test_follows_global_across_switchover(fed, cluster, bouncer):
+    """datacenter = global on dc1's agent: the row follows the Patroni
+    leader, and a switchover is followed with 0 client errors."""
+    b = bouncer()
+    agent = fed.client("dc1", "fork")
+    assert log_lines(b, rf'scope "raddb": watching service in datacenter global at '
+                        rf'{agent.url}$'), b.logfile_text()
+    w = start_writer(b, 100)
+    states = States(b)
+    t0 = time.monotonic()
+    try:
+        res = cluster.switchover()
+        row = b.wait_row("raddb", lambda r: r["state"] == "following" and
+                         r["member"] == res["new"], timeout=30,
+                         what=f"raddb following {res['new']}")
+        lab.record_timing("dc_global_switchover_followed", time.monotonic() - t0)
+        assert row["last_error"] is None
+        n = w.ok
+        lab.wait_until(lambda: w.ok >= n + 100 or w.errors, 60, 0.02,
+                       "writes after the switchover")
+        assert b.value("raddb", "select inet_server_port()") == cluster.member(res["new"]).port
+    finally:
+        w.stop()
+        states.stop()
+        cluster.wait_healthy(timeout=90)
+    report("dc_global_switchover", w, states, t0)
+    assert w.errors == []
+
+
+def test_without_datacenter_the_scope_is_not_found(fed, cluster, bouncer):
+    """The same fork without `datacenter =` asks dc1, which holds none of
+    Patroni's keys: Consul answers, there is no leader, and the entry stays
+    on its starting address.  (So the test above did read global.)"""
+    agent = fed.client("dc1", "fork")
+    assert agent.kv_list(cluster.prefix) == {}
+    b = bouncer({"datacenter": None}, follow=False).start()
+    row = b.wait_row("raddb", lambda r: int(r["consul_index"] or 0) > 0,
+                     what="raddb's first answer from dc1")
+    lab.record_timing("dc_no_datacenter_row", f"{row['state']} member={row['member']} "
+                      f"last_error={row['last_error']}")
+    assert row["state"] == "no_leader" and row["member"] is None, row
+    assert not log_lines(b, "in datacenter"), b.logfile_text()
+
+
+def test_wan_link_broken_keeps_leader(fed, cluster, bouncer):
+    """dc1 cannot reach global (its RPC relay cut, global itself up): the
+    row goes consul_unreachable with Consul's error, keeps the last known
+    leader and writes go on; healed, it follows again."""
+    b = bouncer()
+    w = start_writer(b, 100)
+    states = States(b)
+    leader = cluster.leader()
+    relay = fed.wan_relay
+    # the states must start from the row before the cut
+    lab.wait_until(lambda: states.seen, 10, 0.01, "a first SHOW CONSUL sample")
+    t0 = time.monotonic()
+    try:
+        relay.cut()
+        row = b.wait_row("raddb", lambda r: r["state"] == "consul_unreachable", timeout=60,
+                         what="raddb consul_unreachable")
+        lab.record_timing("dc_wan_cut_to_unreachable", time.monotonic() - t0)
+        lab.record_timing("dc_wan_cut_last_error", row["last_error"])
+        assert row["member"] == leader, row
+        assert "http status 500" in (row["last_error"] or ""), row
+        assert "rpc error" in row["last_error"], row
+        # global is up all along: Patroni keeps its leader
+        assert cluster.leader() == leader
+        n = w.ok
+        lab.wait_until(lambda: w.ok >= n + 200 or w.errors, 60, 0.02, "writes during the cut")
+        assert w.errors == [], w.errors
+        row = b.row("raddb")
+        assert row["state"] == "consul_unreachable" and row["member"] == leader, row
+        healed = time.monotonic()
+        relay.heal()
+        row = b.wait_row("raddb", lambda r: r["state"] == "following" and
+                         r["last_error"] is None, timeout=ERROR_CAP + 15,
+                         what="raddb following again")
+        lab.record_timing("dc_wan_heal_to_following", time.monotonic() - healed)
+        assert row["member"] == leader
+        n = w.ok
+        lab.wait_until(lambda: w.ok >= n + 100 or w.errors, 60, 0.02, "writes after healing")
+    finally:
+        relay.heal()
+        w.stop()
+        states.stop()
+    report("dc_wan_cut", w, states, t0)
+    lab.log(f"wan relay: {relay}")
+    assert w.errors == []
+    assert len(log_lines(b, r"consul unreachable: .*dc=global.*http status 500")) == 1, \
+        b.logfile_text()
+    assert len(log_lines(b, r"consul answers again")) == 1, b.logfile_text()
+
+
+def test_unknown_datacenter_keeps_leader(fed, cluster, bouncer):
+    """A RELOAD naming a datacenter Consul does not know: the agent answers
+    500 "No path to datacenter", the row says consul_unreachable with it
+    and keeps the last known leader; back to global, it follows again."""
+    b = bouncer()
+    w = start_writer(b, 100)
+    leader = cluster.leader()
+    try:
+        b.consul_settings["datacenter"] = "nowhere"
+        b.reload()
+        row = b.wait_row("raddb", lambda r: r["state"] == "consul_unreachable", timeout=30,
+                         what="raddb consul_unreachable")
+        lab.record_timing("dc_unknown_last_error", row["last_error"])
+        assert "No path to datacenter" in (row["last_error"] or ""), row
+        assert row["member"] == leader, row
+        n = w.ok
+        lab.wait_until(lambda: w.ok >= n + 100 or w.errors, 60, 0.02,
+                       "writes while the datacenter is unknown")
+        assert w.errors == [], w.errors
+        b.consul_settings["datacenter"] = "global"
+        b.reload()
+        row = b.wait_row("raddb", lambda r: r["state"] == "following" and
+                         r["last_error"] is None, timeout=ERROR_CAP + 15,
+                         what="raddb following again")
+        assert row["member"] == leader
+    finally:
+        w.stop()
+    assert w.errors == []
+    assert log_lines(b, r"consul unreachable: .*dc=nowhere.*No path to datacenter"), \
+        b.logfile_text()
+
+
+@pytest.mark.parametrize("value", ["glo.bal", "dc 1", "dc1&recurse", "dc/1"])
+def test_bad_datacenter_refused_at_start(fed, bouncer, value):
+    b = bouncer({"datacenter": value}, follow=False).start(expect_fail=True)
+    assert b.proc.returncode != 0
+    log = b.log()
+    assert (f'[consul] datacenter: invalid value "{value}" for datacenter: only letters, '
+            "digits, '-' and '_' are allowed") in log, log
+    assert f"for parameter datacenter in configuration ({b.ini}:" in log, log
+
+
+def test_bad_datacenter_refused_at_reload(fed, cluster, bouncer):
+    b = bouncer()
+    mark = len(b.logfile_text())
+    b.consul_settings["datacenter"] = "glo:bal"
+    b.reload()
+    lab.wait_until(lambda: "datacenter" in b.logfile_text()[mark:], 10, 0.1,
+                   "RELOAD refusing the datacenter")
+    after = b.logfile_text()[mark:]
+    assert '[consul] datacenter: invalid value "glo:bal" for datacenter' in after, after
+    assert "consul settings changed" not in after
+    row = b.row("raddb")
+    assert row["state"] == "following" and row["last_error"] is None, row
+    assert b.value("raddb", "select 1") == 1
