@@ -938,7 +938,7 @@ class ConsulFederation:
     (advertise_addr_wan) and the RPC port its tags carry (ports.server).
     So the first datacenter's server advertises WAN_ADDR (another loopback
     address) and binds its serf WAN gossip there itself, while its RPC port
-    listens on 127.0.0.1 only; a proxy_traps.TcpRelay on WAN_ADDR:<rpc port>
+    listens on 127.0.0.1 only; a proxy_traps.TcpProxy on WAN_ADDR:<rpc port>
     carries the other datacenters' RPC to it (`wan_relay`).  relay.cut()
     then breaks cross-datacenter RPC to it for real, while the server keeps
     running, serving its own datacenter and gossiping over the WAN (so the
@@ -951,7 +951,7 @@ class ConsulFederation:
     def __init__(self, workdir: str | os.PathLike, binary: str | None = None,
                  datacenters: Iterable[str] = ("global", "dc1", "dc2"),
                  clients: dict[str, Iterable[str]] | None = None, log_level: str = "info"):
-        from proxy_traps import TcpRelay
+        from proxy_traps import TcpProxy   # proxy_traps imports lab
         self.workdir = Path(workdir)
         binary = binary or consul_binary()
         names = list(datacenters)
@@ -970,8 +970,8 @@ class ConsulFederation:
                                         clients=tuple(clients.get(n, ())), datacenter=n,
                                         log_level=log_level, node_prefix=f"{n}-",
                                         server_hcl=wan_hcl)
-        self.wan_relay = TcpRelay((self.WAN_ADDR, hub.ports["server"]),
-                                  ("127.0.0.1", hub.ports["server"]))
+        self.wan_relay = TcpProxy(hub.ports["server"], port=hub.ports["server"],
+                                  host=self.WAN_ADDR)
         self.start_time: float | None = None
         self.federation_time: float | None = None
 

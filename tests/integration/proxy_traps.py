@@ -15,6 +15,8 @@ import time
 import urllib.error
 import urllib.request
 
+import lab
+
 # what libcurl reads (it ignores upper-case HTTP_PROXY, set anyway: some tools do not)
 PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
                    "all_proxy", "ALL_PROXY")
@@ -254,37 +256,43 @@ class FaultProxy:
         self._thread.join(5)
 
 
-class TcpRelay:
-    """A TCP relay listening on (host, port) that copies bytes both ways to
-    target (host, port), for links that are not HTTP (a Consul server's RPC
-    port).  cut() closes every relayed connection and from then on closes
-    each new one as soon as it is accepted (the peer sees the link drop, as
-    when a WAN link breaks, while the target itself stays up); heal() relays
-    again.  Counts connections accepted and those cut."""
 
-    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
-        self.listen, self.target = listen, target
-        self.broken = False
-        self.accepted = 0
-        self.refused = 0
-        self._lock = threading.Lock()
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+class TcpProxy:
+    """A TCP listener (127.0.0.1 unless `host` says another loopback address)
+    that counts the connections it accepts and, given a target port, relays
+    them there (to target_host): a second address for the same server (to
+    tell two "members" apart), a link that can be cut (a Consul server's
+    WAN RPC), or a trap that no one should reach.  cut() closes every
+    relayed connection and from then on closes each new one as soon as it
+    is accepted (`refused` counts them), as a link that drops does, while
+    the target itself stays up; heal() relays again."""
+
+    def __init__(self, target: int | None = None, port: int | None = None,
+                 host: str = "127.0.0.1", target_host: str = "127.0.0.1"):
+        self.target, self.target_host = target, target_host
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(listen)
+        if port is None:
+            port = lab.free_port()
+        self.sock.bind((host, port))
         self.sock.listen(64)
         self.sock.settimeout(0.1)
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.accepted = 0
+        self.refused = 0
+        self.broken = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
 
     def __repr__(self) -> str:
-        return (f"TcpRelay({self.listen[0]}:{self.listen[1]} -> {self.target[0]}:"
-                f"{self.target[1]}, broken={self.broken}, accepted={self.accepted}, "
-                f"refused={self.refused})")
+        return (f"TcpProxy({self.host}:{self.port}, target={self.target}, "
+                f"accepted={self.accepted}, broken={self.broken}, refused={self.refused})")
 
     def _accept(self) -> None:
-        while not self._closed.is_set():
+        while not self._stop.is_set():
             try:
                 c, _ = self.sock.accept()
             except socket.timeout:
@@ -292,29 +300,34 @@ class TcpRelay:
             except OSError:
                 return
             self.accepted += 1
+            if self.target is None:
+                c.close()
+                continue
             if self.broken:
                 self.refused += 1
                 c.close()
                 continue
             try:
-                up = socket.create_connection(self.target, timeout=5)
+                s = socket.create_connection((self.target_host, self.target), timeout=5)
+                s.settimeout(None)
             except OSError:
                 c.close()
                 continue
-            up.settimeout(None)
+            c.settimeout(None)
             with self._lock:
-                cut = self.broken       # cut() while this one was connecting
-                if not cut:
-                    self._pairs.append((c, up))
-            if cut:
-                self.refused += 1
-                c.close()
-                up.close()
-                continue
-            for a, b in ((c, up), (up, c)):
-                threading.Thread(target=self._copy, args=(a, b), daemon=True).start()
+                if self.broken:         # cut() while this one was connecting
+                    self.refused += 1
+                    c.close()
+                    s.close()
+                    continue
+                self._socks += [c, s]
+                for a, b in ((c, s), (s, c)):
+                    t = threading.Thread(target=self._pump, args=(a, b), daemon=True)
+                    t.start()
+                    self._threads.append(t)
 
-    def _copy(self, src: socket.socket, dst: socket.socket) -> None:
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
         try:
             while True:
                 data = src.recv(65536)
@@ -323,33 +336,39 @@ class TcpRelay:
                 dst.sendall(data)
         except OSError:
             pass
-        for s in (src, dst):
+        for x in (src, dst):
             try:
-                s.shutdown(socket.SHUT_RDWR)
+                x.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
-    def _drop_all(self) -> None:
+    def _drop(self) -> None:
         with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for pair in pairs:
-            for s in pair:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            socks, self._socks = self._socks, []
+        for x in socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
 
     def cut(self) -> None:
         with self._lock:
             self.broken = True
-        self._drop_all()
+        self._drop()
 
     def heal(self) -> None:
         self.broken = False
 
     def close(self) -> None:
-        self._closed.set()
+        self._stop.set()
+        with self._lock:
+            for x in self._socks:
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        for t in self._threads:
+            t.join(2)
         self.sock.close()
-        self._thread.join(5)
-        self._drop_all()
+        self._drop()
