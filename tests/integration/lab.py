@@ -925,6 +925,11 @@ class ConsulCluster:
         return wait_until(agreed, timeout, 0.1, f"a consul raft leader other than {not_node}")
 
 
+# the site of each member of a Patroni cluster whose DCS is a federation's
+# global datacenter (issue 14: two in dc1, one in dc2)
+FEDERATION_SITES = {"n1": "dc1", "n2": "dc1", "n3": "dc2"}
+
+
 class ConsulFederation:
     """Several Consul datacenters on loopback, WAN-joined: one
     ConsulCluster per name in `datacenters` (one server each, CI's cost),

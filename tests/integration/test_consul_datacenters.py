@@ -19,16 +19,18 @@ The lab is module-scoped and every test leaves it healthy.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
 
 import lab
-from fork import PGBOUNCER, PLUGIN, Bouncer, db_line
+from fork import PGBOUNCER, PLUGIN, ROOT, Bouncer, db_line
 from pooler_watch import WRITES, States, log_lines, report, start_writer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
 
+HELPER = os.environ.get("PGBC_HELPER", str(ROOT / "helper/pgbouncer-helper"))
 # the longest wait between two retries of a failing scope (plugin/scope_query.c)
 ERROR_CAP = 30.0
 
@@ -91,6 +93,58 @@ def test_lab_is_federated(fed, cluster):
     assert agent.kv_get(cluster.leader_key) is None
     st, _, raw = agent.request("GET", f"/v1/kv/{cluster.leader_key}?dc=global&raw")
     assert (st, raw.decode()) == (200, leader)
+
+
+def helper(agent: lab.Consul, *args: str, **keys: str) -> None:
+    """Run pgbouncer-helper ARGS with a helper.ini naming `agent` and `keys`."""
+    ini = lab.make_workdir("pgbc-helper-") / "helper.ini"
+    ini.write_text(f"[consul]\nurl = {agent.url}\nnamespace = service\n\n[helper]\n"
+                   "scope = raddb\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
+    r = subprocess.run([HELPER, "-c", str(ini), *args], capture_output=True, text=True,
+                       timeout=60)
+    lab.log(f"helper {' '.join(args)} on {agent.node} -> rc={r.returncode}\n{r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+
+
+def test_helper_registers_each_member_in_its_site(fed, cluster):
+    """pgbouncer-helper register on each member, against its site's agent:
+    dc1's catalog holds n1 and n2, dc2's n3, global's none (Patroni's
+    register_service is off); prepared-queries installed in dc1 and dc2
+    fail over to the other site, and in dc1 `raddb-any` answers dc1's
+    members only."""
+    cluster.wait_healthy(timeout=90)
+    leader = cluster.leader()
+    agents = {m: fed.client(site, m) for m, site in lab.FEDERATION_SITES.items()}
+    try:
+        for m, agent in agents.items():
+            helper(agent, "register", "--once", patroni_url=cluster.member(m).api_url)
+        dc1 = fed.client("dc1", "fork")
+
+        def nodes(dc: str, tag: str | None = None) -> set[str]:
+            q = f"?dc={dc}" + (f"&tag={tag}" if tag else "")
+            return {e["Node"] for e in dc1.api("GET", f"/v1/catalog/service/raddb{q}")}
+        assert nodes("dc1") == {"dc1-n1", "dc1-n2"}
+        assert nodes("dc2") == {"dc2-n3"}
+        assert nodes("global") == set()
+        assert nodes(lab.FEDERATION_SITES[leader], "primary") == {agents[leader].node}
+        # once per site, from one of its members
+        for site, other, member in (("dc1", "dc2", "n1"), ("dc2", "dc1", "n3")):
+            helper(agents[member], "prepared-queries", datacenters=other, dns_ttl="5s")
+            queries = {q["Name"]: q for q in dc1.api("GET", f"/v1/query?dc={site}")}
+            assert set(queries) == {"raddb-writer", "raddb-query", "raddb-any"}, queries
+            assert all(q["Service"]["Failover"]["Datacenters"] == [other]
+                       for q in queries.values()), queries
+
+        def any_in_dc1() -> set[str] | None:
+            r = dc1.api("GET", "/v1/query/raddb-any/execute")
+            got = {n["Node"]["Node"] for n in r["Nodes"]}
+            return got if r["Datacenter"] == "dc1" and got == {"dc1-n1", "dc1-n2"} else None
+        lab.wait_until(any_in_dc1, 30, 0.3, "raddb-any in dc1 answering dc1's members")
+    finally:
+        for agent in agents.values():
+            for sid in agent.services():
+                if sid.startswith("pgbc-helper:"):
+                    agent.api("PUT", f"/v1/agent/service/deregister/{sid}")
 
 
 def test_follows_global_across_switchover(fed, cluster, bouncer):
