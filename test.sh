@@ -167,10 +167,12 @@ PGBC_PATRONI=4 stage "consul_redirect.so following the lab (Patroni $patroni4)" 
 # past Patroni's ttl; one module-scoped lab, bookworm's Patroni: about 95 s
 PGBC_PATRONI=3 stage "consul_redirect.so in a 3-server Consul cluster, Consul faults (Patroni $patroni3)" \
 	pytest consul-cluster "$top/tests/integration/test_consul_cluster.py"
-# three Consul datacenters WAN-joined (global, dc1, dc2: one server each, a
-# client agent in dc1 for the fork), Patroni's DCS in global, the fork on
-# dc1's agent with datacenter = global: a switchover, no datacenter, the WAN
-# link to global cut and healed, an unknown datacenter, bad names; about 30 s
+# three Consul datacenters WAN-joined (global, dc1, dc2: one server each,
+# client agents for the fork in dc1 and for each Patroni member in its site),
+# Patroni's DCS in global, the helper registering the members in dc1 and dc2;
+# the fork on dc1's agent with datacenter = global: a switchover, no
+# datacenter, the WAN link to global cut and healed, an unknown datacenter,
+# bad names; one module-scoped lab, bookworm's Patroni: about 40 s
 PGBC_PATRONI=3 stage "consul_redirect.so across datacenters (Patroni $patroni3)" \
 	pytest consul-datacenters "$top/tests/integration/test_consul_datacenters.py"
 

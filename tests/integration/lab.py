@@ -1022,9 +1022,14 @@ class ConsulFederation:
         return self
 
     def stop(self) -> None:
+        """Every agent at once: a client agent leaves its datacenter on
+        SIGTERM, which took 4-5 s each here, one after the other 20 s."""
         self.wan_relay.close()
-        for c in reversed(list(self.dcs.values())):
-            c.stop()
+        threads = [threading.Thread(target=a.stop, daemon=True) for a in self.agents()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
 
 
 def _hget(hdrs: dict, name: str) -> str | None:
