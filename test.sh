@@ -169,7 +169,8 @@ PGBC_PATRONI=3 stage "consul_redirect.so in a 3-server Consul cluster, Consul fa
 	pytest consul-cluster "$top/tests/integration/test_consul_cluster.py"
 # three Consul datacenters WAN-joined (global, dc1, dc2: one server each,
 # client agents for the fork in dc1 and for each Patroni member in its site),
-# Patroni's DCS in global, the helper registering the members in dc1 and dc2;
+# Patroni's DCS in global, the helper registering the members in dc1 and dc2
+# and reading global through dc1's agent (its own datacenter =);
 # the fork on dc1's agent with datacenter = global: a switchover, no
 # datacenter, the WAN link to global cut and healed, an unknown datacenter,
 # bad names; one module-scoped lab, bookworm's Patroni: about 40 s

@@ -7,11 +7,17 @@ request it makes is forwarded by dc1's server to global's over the WAN.
 
     /usr/bin/python3 -m pytest -v tests/integration/test_consul_datacenters.py   (as root)
 
-The tests: following the cluster across a switchover under a writer; the
-same fork without `datacenter =` (dc1 has no such keys); the WAN link from
-dc1 to global broken and healed (lab.ConsulFederation's wan_relay); a
-datacenter Consul does not know (500 "No path to datacenter"), set by a
-RELOAD; and names with bad characters refused at start and at RELOAD.
+The Patroni members are "in" dc1 (n1, n2) and dc2 (n3): tagged so, each
+with a client agent in its site where pgbouncer-helper registers it
+(Patroni's own register_service is off), prepared queries in both sites.
+
+The tests: the helper's registration per site and its own `datacenter =`
+(userlist-sync reading global through dc1's agent); the fork following the
+cluster across a switchover under a writer; the same fork without
+`datacenter =` (dc1 has no such keys); the WAN link from dc1 to global
+broken and healed (lab.ConsulFederation's wan_relay); a datacenter Consul
+does not know (500 "No path to datacenter"), set by a RELOAD; and names
+with bad characters refused at start and at RELOAD.
 
 The lab is module-scoped and every test leaves it healthy.
 """
@@ -95,15 +101,21 @@ def test_lab_is_federated(fed, cluster):
     assert (st, raw.decode()) == (200, leader)
 
 
-def helper(agent: lab.Consul, *args: str, **keys: str) -> None:
-    """Run pgbouncer-helper ARGS with a helper.ini naming `agent` and `keys`."""
+def helper(agent: lab.Consul, *args: str, consul: dict | None = None, check: bool = True,
+           **keys: str) -> subprocess.CompletedProcess:
+    """Run pgbouncer-helper ARGS with a helper.ini naming `agent` (and the
+    [consul] keys `consul`) and the [helper] keys `keys`."""
     ini = lab.make_workdir("pgbc-helper-") / "helper.ini"
-    ini.write_text(f"[consul]\nurl = {agent.url}\nnamespace = service\n\n[helper]\n"
-                   "scope = raddb\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
+    ini.write_text(f"[consul]\nurl = {agent.url}\nnamespace = service\n"
+                   + "".join(f"{k} = {v}\n" for k, v in (consul or {}).items())
+                   + "\n[helper]\nscope = raddb\n"
+                   + "".join(f"{k} = {v}\n" for k, v in keys.items()))
     r = subprocess.run([HELPER, "-c", str(ini), *args], capture_output=True, text=True,
                        timeout=60)
     lab.log(f"helper {' '.join(args)} on {agent.node} -> rc={r.returncode}\n{r.stderr.strip()}")
-    assert r.returncode == 0, r.stderr
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
 
 
 def test_helper_registers_each_member_in_its_site(fed, cluster):
@@ -145,6 +157,28 @@ def test_helper_registers_each_member_in_its_site(fed, cluster):
             for sid in agent.services():
                 if sid.startswith("pgbc-helper:"):
                     agent.api("PUT", f"/v1/agent/service/deregister/{sid}")
+
+
+def test_helper_reads_global_through_local_agent(fed, cluster, bouncer):
+    """pgbouncer-helper's [consul] datacenter as the plugin's: userlist-sync
+    on dc1's agent finds no leader without it and, with datacenter =
+    global, reads the leader there and syncs the fork's auth_file."""
+    b = bouncer()
+    auth = b.workdir / "userlist.txt"
+    keys = {"auth_file": str(auth), "exclude_users": "nobody",
+            "pgbouncer_admin": f"host=127.0.0.1 port={b.port} dbname=pgbouncer user=postgres",
+            "source": f"user={lab.PG_USER} password={lab.PG_PASSWORD} dbname=postgres"}
+    agent = fed.client("dc1", "n1")
+    r = helper(agent, "userlist-sync", "--once", check=False, **keys)
+    assert r.returncode != 0
+    assert "no leader for scope raddb in consul" in r.stderr, r.stderr
+    r = helper(agent, "userlist-sync", "--once", consul={"datacenter": "global"}, **keys)
+    assert "wrote auth_file" in r.stderr, r.stderr
+    assert f'"{lab.REPL_USER}" ' in auth.read_text()
+    r = helper(agent, "userlist-sync", "--once", check=False, consul={"datacenter": "dc.1"},
+               **keys)
+    assert r.returncode != 0 and "datacenter: only letters" in r.stderr, r.stderr
+    assert b.row("raddb")["state"] == "following"
 
 
 def test_follows_global_across_switchover(fed, cluster, bouncer):
