@@ -933,7 +933,7 @@ FEDERATION_SITES = {"n1": "dc1", "n2": "dc1", "n3": "dc2"}
 class ConsulFederation:
     """Several Consul datacenters on loopback, WAN-joined: one
     ConsulCluster per name in `datacenters` (one server each, CI's cost),
-    with the client agents `clients` names for it ({dc: (names...)}).  The
+    and in each the client agents `clients` names ({dc: [names]}).  The
     first datacenter ("global", Patroni's DCS in issue 14) is the one the
     others join over the WAN.
 
