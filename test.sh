@@ -174,6 +174,15 @@ PGBC_PATRONI=4 stage "consul_redirect.so following the lab (Patroni $patroni4)" 
 # past Patroni's ttl; one module-scoped lab, bookworm's Patroni: about 95 s
 PGBC_PATRONI=3 stage "consul_redirect.so in a 3-server Consul cluster, Consul faults (Patroni $patroni3)" \
 	pytest consul-cluster "$top/tests/integration/test_consul_cluster.py"
+# three Consul datacenters WAN-joined (global, dc1, dc2: one server each,
+# client agents for the fork in dc1 and for each Patroni member in its site),
+# Patroni's DCS in global, the helper registering the members in dc1 and dc2
+# and reading global through dc1's agent (its own datacenter =);
+# the fork on dc1's agent with datacenter = global: a switchover, no
+# datacenter, the WAN link to global cut and healed, an unknown datacenter,
+# bad names; one module-scoped lab, bookworm's Patroni: about 40 s
+PGBC_PATRONI=3 stage "consul_redirect.so across datacenters (Patroni $patroni3)" \
+	pytest consul-datacenters "$top/tests/integration/test_consul_datacenters.py"
 
 # --- the same code with ASan + UBSan (./configure --enable-sanitizers) ------
 # automake refuses a VPATH build from a source tree configured in place (as

@@ -148,6 +148,20 @@ set_consistency(struct helper_config *cfg, const char *value, char *err, size_t 
 	return true;
 }
 
+/* Patroni's keys in this datacenter (dc= on every KV request); empty: the agent's */
+static bool
+set_datacenter(struct helper_config *cfg, const char *value, char *err, size_t errlen)
+{
+	const char *why;
+
+	if (value[0] != '\0' && !consul_datacenter_valid(value, &why)) {
+		errbuf_set(err, errlen, "%s", why);
+		return false;
+	}
+	return copy_value(cfg->consul.datacenter, sizeof(cfg->consul.datacenter), value,
+			  err, errlen);
+}
+
 static bool
 set_scope(struct helper_config *cfg, const char *value, char *err, size_t errlen)
 {
@@ -483,6 +497,7 @@ static const struct config_key config_keys[] = {
 	{"consul", "ca_file", set_ca_file},
 	{"consul", "cert_file", set_cert_file},
 	{"consul", "consistency", set_consistency},
+	{"consul", "datacenter", set_datacenter},
 	{"consul", "key_file", set_key_file},
 	{"consul", "namespace", set_namespace},
 	{"consul", "no_leader_timeout", set_no_leader_timeout},

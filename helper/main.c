@@ -118,7 +118,8 @@ usage(FILE *out)
 		"  --auth-file, --extra-users-file, --source, --exclude-users, --sync-interval,\n"
 		"  --pgbackrest-stanza, --datacenters, --dns-ttl, --consul-url,\n"
 		"  --consul-token-file, --consul-ca-file, --consul-cert-file, --consul-key-file,\n"
-		"  --consul-namespace, --consul-wait, --consul-consistency, --consul-proxy\n\n"
+		"  --consul-namespace, --consul-wait, --consul-consistency, --consul-proxy,\n"
+		"  --consul-datacenter\n\n"
 		"subcommands:\n", HELPER_CONFIG_DEFAULT_FILE);
 	for (c = commands; c->name; c++)
 		fprintf(out, "  %s\n", c->name);

@@ -13,14 +13,19 @@
 #include "op_exec.h"
 #include "patroni_rest.h"
 
-/* "/v1/kv/<namespace>/<scope>/<key>" */
+/* "/v1/kv/<namespace>/<scope>/<key>", with dc=<datacenter> when one is set */
 static bool
 kv_path(const struct op *op, const char *key, char *out, size_t len)
 {
+	char dc[CONSUL_DATACENTER_MAX + 8] = "";
+
 	if (op->cfg->scope[0] == '\0' || op->cfg->consul.namespace_[0] == '\0')
 		return false;
-	return snprintf(out, len, "/v1/kv/%s/%s/%s", op->cfg->consul.namespace_,
-			op->cfg->scope, key) < (int) len;
+	if (op->cfg->consul.datacenter[0] != '\0')
+		snprintf(dc, sizeof(dc), "%cdc=%s", strchr(key, '?') ? '&' : '?',
+			 op->cfg->consul.datacenter);
+	return snprintf(out, len, "/v1/kv/%s/%s/%s%s", op->cfg->consul.namespace_,
+			op->cfg->scope, key, dc) < (int) len;
 }
 
 bool

@@ -210,6 +210,30 @@ consul_consistency_parse(const char *text, enum consul_consistency *out)
 	return true;
 }
 
+bool
+consul_datacenter_valid(const char *name, const char **why)
+{
+	const char *p;
+
+	if (name == NULL || name[0] == '\0') {
+		*why = "empty datacenter name";
+		return false;
+	}
+	if (strlen(name) >= CONSUL_DATACENTER_MAX) {
+		*why = "datacenter name too long";
+		return false;
+	}
+	for (p = name; *p != '\0'; p++) {
+		/* ASCII only, whatever the locale */
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_')) {
+			*why = "only letters, digits, '-' and '_' are allowed";
+			return false;
+		}
+	}
+	return true;
+}
+
 const char *
 consul_consistency_name(enum consul_consistency c)
 {
@@ -304,8 +328,9 @@ consul_kv_url(const struct consul_settings *s, const char *scope, const char *ke
 {
 	char shown[ERRBUF_VALUE_MAX];
 	char wait[32];
-	char query[128];
+	char query[128 + CONSUL_DATACENTER_MAX];
 	const char *sep = "?";
+	const char *why;
 	size_t qn = 0;
 	int n;
 
@@ -331,6 +356,12 @@ consul_kv_url(const struct consul_settings *s, const char *scope, const char *ke
 		return false;
 	}
 
+	if (s->datacenter[0] != '\0' && !consul_datacenter_valid(s->datacenter, &why)) {
+		errbuf_printable(s->datacenter, shown, sizeof(shown));
+		errbuf_set(err, errlen, "invalid consul datacenter \"%s\": %s", shown, why);
+		return false;
+	}
+
 	query[0] = '\0';
 	if (index > 0) {
 		if (s->wait_usec > 0) {
@@ -346,6 +377,12 @@ consul_kv_url(const struct consul_settings *s, const char *scope, const char *ke
 	if (s->consistency != CONSUL_CONSISTENCY_DEFAULT) {
 		qn += (size_t) snprintf(query + qn, sizeof(query) - qn, "%s%s", sep,
 					consul_consistency_name(s->consistency));
+		sep = "&";
+	}
+	/* a valid name is [A-Za-z0-9_-]: nothing to escape */
+	if (s->datacenter[0] != '\0') {
+		qn += (size_t) snprintf(query + qn, sizeof(query) - qn, "%sdc=%s", sep,
+					s->datacenter);
 		sep = "&";
 	}
 	if (recurse)

@@ -16,6 +16,7 @@
 #define CONSUL_TOKEN_MAX 256
 #define CONSUL_BODY_MAX (1024 * 1024)		/* answers larger than this are refused */
 #define CONSUL_CONNECT_TIMEOUT_MS 5000L		/* cap on the TCP/TLS connect phase */
+#define CONSUL_DATACENTER_MAX 128		/* a datacenter name is shorter than this */
 #define CONSUL_DEFAULT_WAIT_USEC (UINT64_C(300) * 1000000)	/* Consul's own default wait */
 
 enum consul_consistency {
@@ -34,6 +35,7 @@ struct consul_settings {
 	char namespace_[256];		/* Patroni namespace without slashes, "service" by default */
 	uint64_t wait_usec;		/* blocking-query wait; 0 = Consul's default (5m) */
 	enum consul_consistency consistency;
+	char datacenter[CONSUL_DATACENTER_MAX];	/* consul_datacenter_valid; empty = the agent's own */
 };
 
 struct consul_response {
@@ -64,6 +66,13 @@ bool consul_host_port_parse(const char *text, char *host, size_t hostlen, long *
 /* "default", "consistent" or "stale" (any case) */
 bool consul_consistency_parse(const char *text, enum consul_consistency *out);
 
+/*
+ * A Consul datacenter name: 1 to CONSUL_DATACENTER_MAX - 1 letters,
+ * digits, '-' and '_' (what Consul accepts), so it needs no escaping in a
+ * query string.  On failure *why says what is wrong.
+ */
+bool consul_datacenter_valid(const char *name, const char **why);
+
 /* the setting's name as consul_consistency_parse reads it */
 const char *consul_consistency_name(enum consul_consistency c);
 
@@ -76,11 +85,12 @@ const char *consul_consistency_name(enum consul_consistency c);
 bool consul_token_read(const char *path, char *token, size_t len, char *err, size_t errlen);
 
 /*
- * "<url>/v1/kv/<namespace>/<scope>/<key>?index=N&wait=Xs[&consistent|&stale][&recurse]";
+ * "<url>/v1/kv/<namespace>/<scope>/<key>?index=N&wait=Xs[&consistent|&stale][&dc=D][&recurse]";
  * index 0 -> no index/wait (non-blocking); key "" with recurse -> the scope
  * prefix with a trailing slash.  scope and key segments must be
  * [A-Za-z0-9._-] (key may hold '/' between segments, and end in '/'
- * with recurse: "members/" lists the members).
+ * with recurse: "members/" lists the members).  dc=D is there when
+ * s->datacenter is set (it must pass consul_datacenter_valid).
  */
 bool consul_kv_url(const struct consul_settings *s, const char *scope, const char *key,
 		   uint64_t index, bool recurse, char *url, size_t len, char *err, size_t errlen);

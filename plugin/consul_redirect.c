@@ -200,10 +200,21 @@ redirect_setting(struct redirect_settings *s, const char *key,
 		}
 		return true;
 	}
+	if (strcmp(key, "datacenter") == 0) {
+		const char *bad;
+
+		/* empty: the agent's own datacenter, as when the key is absent */
+		if (value[0] != '\0' && !consul_datacenter_valid(value, &bad)) {
+			redirect_bad_value(err, errlen, key, value, bad);
+			return false;
+		}
+		snprintf(c->datacenter, sizeof(c->datacenter), "%s", value);
+		return true;
+	}
 	errbuf_printable(key, why, sizeof(why));
 	errbuf_set(err, errlen, "unknown key \"%s\" in [consul] (known: url, "
 		   "token_file, ca_file, namespace, wait, no_leader_timeout, "
-		   "consistency, proxy)", why);
+		   "consistency, proxy, datacenter)", why);
 	return false;
 }
 
@@ -349,6 +360,7 @@ redirect_consul_changed(const struct consul_settings *a,
 	       strcmp(a->ca_file, b->ca_file) != 0 ||
 	       strcmp(a->proxy, b->proxy) != 0 ||
 	       strcmp(a->namespace_, b->namespace_) != 0 ||
+	       strcmp(a->datacenter, b->datacenter) != 0 ||
 	       a->wait_usec != b->wait_usec || a->consistency != b->consistency;
 }
 
@@ -417,16 +429,19 @@ redirect_log_watching(struct consul_redirect *cr, const char *scope,
 		      const struct consul_settings *c)
 {
 	char proxy[ERRBUF_VALUE_MAX];
+	char dc[CONSUL_DATACENTER_MAX + 16] = "";
 
+	if (c->datacenter[0] != '\0')
+		snprintf(dc, sizeof(dc), " in datacenter %s", c->datacenter);
 	if (c->proxy[0] == '\0') {
-		plugin_log(cr->api, PGB_LOG_INFO, "scope \"%s\": watching %s at %s",
-			   scope, c->namespace_, c->url);
+		plugin_log(cr->api, PGB_LOG_INFO, "scope \"%s\": watching %s%s at %s",
+			   scope, c->namespace_, dc, c->url);
 		return;
 	}
 	consul_proxy_shown(c->proxy, proxy, sizeof(proxy));
 	plugin_log(cr->api, PGB_LOG_INFO,
-		   "scope \"%s\": watching %s at %s through proxy %s",
-		   scope, c->namespace_, c->url, proxy);
+		   "scope \"%s\": watching %s%s at %s through proxy %s",
+		   scope, c->namespace_, dc, c->url, proxy);
 }
 
 /*

@@ -192,6 +192,40 @@ def dc_patroni_cluster(consul_dc, request):
     yield from _patroni_cluster("dc_patroni", consul_dc.client("patroni"), request)
 
 
+@pytest.fixture(scope="module")
+def consul_federation(consul_bin, request):
+    """Consul datacenters global, dc1 and dc2 (one server each), WAN-joined,
+    with the client agent `fork` in dc1 and, for each Patroni member, one in
+    its site (lab.FEDERATION_SITES: the agent the helper registers it with);
+    .wan_relay breaks the WAN link to global's server (lab.ConsulFederation)."""
+    _require_lab()
+    wd = _workdir("pgbc-lab-fed-")
+    clients: dict[str, list[str]] = {"dc1": ["fork"]}
+    for member, site in lab.FEDERATION_SITES.items():
+        clients.setdefault(site, []).append(member)
+    fed = lab.ConsulFederation(wd, binary=consul_bin, clients=clients)
+    try:
+        fed.start()
+        lab.record_timing("consul_federation_start", fed.start_time)
+        lab.record_timing("consul_federation_wan_join", fed.federation_time)
+        yield fed
+    finally:
+        fed.stop()
+        _cleanup(wd, _failed(request))
+
+
+@pytest.fixture(scope="module")
+def global_patroni_cluster(consul_federation, request):
+    """patroni_cluster's 3-member cluster with its DCS in consul_federation's
+    `global` datacenter (its members talk to global's server), each member
+    tagged `dc: <its site>`, register_service off (the helper registers
+    the members in their sites)."""
+    yield from _patroni_cluster("global_patroni", consul_federation.server("global"), request,
+                                register_service=False,
+                                tags={m: {"dc": site}
+                                      for m, site in lab.FEDERATION_SITES.items()})
+
+
 def pytest_terminal_summary(terminalreporter):
     if lab.TIMINGS:
         terminalreporter.section("lab timings")

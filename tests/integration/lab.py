@@ -847,18 +847,25 @@ class ConsulCluster:
 
     def __init__(self, workdir: str | os.PathLike, binary: str | None = None,
                  servers: int = 3, clients: Iterable[str] = ("client1",),
-                 datacenter: str = "dc1", log_level: str = "info"):
+                 datacenter: str = "dc1", log_level: str = "info",
+                 server_hcl: str = "", node_prefix: str = ""):
+        """server_hcl: more configuration for the servers only (WAN
+        federation); node_prefix goes before every node name (node names
+        are unique across WAN-joined datacenters)."""
         self.workdir = Path(workdir)
+        self.datacenter = datacenter
         binary = binary or consul_binary()
         hcl = "performance {\n  raft_multiplier = 1\n}\n"
-        self.servers = [Consul(self.workdir / f"s{i + 1}", binary=binary, node=f"s{i + 1}",
-                               datacenter=datacenter, log_level=log_level, extra_hcl=hcl,
+        self.servers = [Consul(self.workdir / f"s{i + 1}", binary=binary,
+                               node=f"{node_prefix}s{i + 1}",
+                               datacenter=datacenter, log_level=log_level,
+                               extra_hcl=hcl + server_hcl,
                                role="server", bootstrap_expect=servers)
                         for i in range(servers)]
         joins = [s.serf_lan_address for s in self.servers]
         for s in self.servers:
             s.join = [a for a in joins if a != s.serf_lan_address]
-        self.clients = {n: Consul(self.workdir / n, binary=binary, node=n,
+        self.clients = {n: Consul(self.workdir / n, binary=binary, node=f"{node_prefix}{n}",
                                   datacenter=datacenter, log_level=log_level,
                                   extra_hcl=hcl, role="client", join=joins)
                         for n in clients}
@@ -916,6 +923,113 @@ class ConsulCluster:
                 return self.leader()
             return None
         return wait_until(agreed, timeout, 0.1, f"a consul raft leader other than {not_node}")
+
+
+# the site of each member of a Patroni cluster whose DCS is a federation's
+# global datacenter (issue 14: two in dc1, one in dc2)
+FEDERATION_SITES = {"n1": "dc1", "n2": "dc1", "n3": "dc2"}
+
+
+class ConsulFederation:
+    """Several Consul datacenters on loopback, WAN-joined: one
+    ConsulCluster per name in `datacenters` (one server each, CI's cost),
+    and in each the client agents `clients` names ({dc: [names]}).  The
+    first datacenter ("global", Patroni's DCS in issue 14) is the one the
+    others join over the WAN.
+
+    Breaking the WAN link to it: a Consul 1.8 server forwards a request for
+    another datacenter (?dc=) over server RPC to a server of that
+    datacenter found in the WAN serf pool, at the member's WAN address
+    (advertise_addr_wan) and the RPC port its tags carry (ports.server).
+    So the first datacenter's server advertises WAN_ADDR (another loopback
+    address) and binds its serf WAN gossip there itself, while its RPC port
+    listens on 127.0.0.1 only; a proxy_traps.TcpProxy on WAN_ADDR:<rpc port>
+    carries the other datacenters' RPC to it (`wan_relay`).  relay.cut()
+    then breaks cross-datacenter RPC to it for real, while the server keeps
+    running, serving its own datacenter and gossiping over the WAN (so the
+    others still list it: the forwarded requests fail, as over a link that
+    drops connections).  Stopping the server instead would also stop
+    Patroni's DCS."""
+
+    WAN_ADDR = "127.0.0.2"
+
+    def __init__(self, workdir: str | os.PathLike, binary: str | None = None,
+                 datacenters: Iterable[str] = ("global", "dc1", "dc2"),
+                 clients: dict[str, Iterable[str]] | None = None, log_level: str = "info"):
+        from proxy_traps import TcpProxy   # proxy_traps imports lab
+        self.workdir = Path(workdir)
+        binary = binary or consul_binary()
+        names = list(datacenters)
+        clients = clients or {}
+        first = ConsulCluster(self.workdir / names[0], binary=binary, servers=1,
+                              clients=tuple(clients.get(names[0], ())), datacenter=names[0],
+                              log_level=log_level, node_prefix=f"{names[0]}-",
+                              server_hcl=f'advertise_addr_wan = "{self.WAN_ADDR}"\n'
+                                         f'serf_wan = "{self.WAN_ADDR}"\n')
+        hub = first.servers[0]
+        join = f"{self.WAN_ADDR}:{hub.ports['serf_wan']}"
+        wan_hcl = f'retry_join_wan = ["{join}"]\nretry_interval_wan = "1s"\n'
+        self.dcs: dict[str, ConsulCluster] = {names[0]: first}
+        for n in names[1:]:
+            self.dcs[n] = ConsulCluster(self.workdir / n, binary=binary, servers=1,
+                                        clients=tuple(clients.get(n, ())), datacenter=n,
+                                        log_level=log_level, node_prefix=f"{n}-",
+                                        server_hcl=wan_hcl)
+        self.wan_relay = TcpProxy(hub.ports["server"], port=hub.ports["server"],
+                                  host=self.WAN_ADDR)
+        self.start_time: float | None = None
+        self.federation_time: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<ConsulFederation {list(self.dcs)} relay={self.wan_relay!r}>"
+
+    def server(self, dc: str) -> Consul:
+        return self.dcs[dc].servers[0]
+
+    def client(self, dc: str, name: str) -> Consul:
+        return self.dcs[dc].client(name)
+
+    def agents(self) -> list[Consul]:
+        return [a for c in self.dcs.values() for a in c.agents()]
+
+    def datacenters_seen(self, via: Consul) -> list[str]:
+        st, body = http_json("GET", via.url + "/v1/catalog/datacenters", timeout=5)
+        return sorted(body) if st == 200 and isinstance(body, list) else []
+
+    def wait_federated(self, timeout: float = 60.0) -> None:
+        """Until every server's /v1/catalog/datacenters lists them all."""
+        want = sorted(self.dcs)
+        servers = [c.servers[0] for c in self.dcs.values()]
+        wait_until(lambda: all(self.datacenters_seen(s) == want for s in servers), timeout,
+                   0.2, f"every server listing the datacenters {want}")
+
+    def start(self, timeout: float = 60.0) -> "ConsulFederation":
+        t0 = time.monotonic()
+        try:
+            for a in self.agents():
+                a.launch()
+            for a in self.agents():
+                a.wait_ready(timeout)
+            t1 = time.monotonic()
+            self.wait_federated(timeout)
+            self.federation_time = time.monotonic() - t1
+        except BaseException:
+            self.stop()
+            raise
+        self.start_time = time.monotonic() - t0
+        log(f"consul federation {list(self.dcs)} up in {self.start_time:.1f}s "
+            f"(WAN-joined {self.federation_time:.1f}s after the agents)")
+        return self
+
+    def stop(self) -> None:
+        """Every agent at once: a client agent leaves its datacenter on
+        SIGTERM, which took 4-5 s each here, one after the other 20 s."""
+        self.wan_relay.close()
+        threads = [threading.Thread(target=a.stop, daemon=True) for a in self.agents()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
 
 
 def _hget(hdrs: dict, name: str) -> str | None:

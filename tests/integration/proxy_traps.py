@@ -15,6 +15,8 @@ import time
 import urllib.error
 import urllib.request
 
+import lab
+
 # what libcurl reads (it ignores upper-case HTTP_PROXY, set anyway: some tools do not)
 PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
                    "all_proxy", "ALL_PROXY")
@@ -252,3 +254,121 @@ class FaultProxy:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(5)
+
+
+
+class TcpProxy:
+    """A TCP listener (127.0.0.1 unless `host` says another loopback address)
+    that counts the connections it accepts and, given a target port, relays
+    them there (to target_host): a second address for the same server (to
+    tell two "members" apart), a link that can be cut (a Consul server's
+    WAN RPC), or a trap that no one should reach.  cut() closes every
+    relayed connection and from then on closes each new one as soon as it
+    is accepted (`refused` counts them), as a link that drops does, while
+    the target itself stays up; heal() relays again."""
+
+    def __init__(self, target: int | None = None, port: int | None = None,
+                 host: str = "127.0.0.1", target_host: str = "127.0.0.1"):
+        self.target, self.target_host = target, target_host
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if port is None:
+            port = lab.free_port()
+        self.sock.bind((host, port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.accepted = 0
+        self.refused = 0
+        self.broken = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def __repr__(self) -> str:
+        return (f"TcpProxy({self.host}:{self.port}, target={self.target}, "
+                f"accepted={self.accepted}, broken={self.broken}, refused={self.refused})")
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            if self.target is None:
+                c.close()
+                continue
+            if self.broken:
+                self.refused += 1
+                c.close()
+                continue
+            try:
+                s = socket.create_connection((self.target_host, self.target), timeout=5)
+                s.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            c.settimeout(None)
+            with self._lock:
+                if self.broken:         # cut() while this one was connecting
+                    self.refused += 1
+                    c.close()
+                    s.close()
+                    continue
+                self._socks += [c, s]
+                for a, b in ((c, s), (s, c)):
+                    t = threading.Thread(target=self._pump, args=(a, b), daemon=True)
+                    t.start()
+                    self._threads.append(t)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for x in (src, dst):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _drop(self) -> None:
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for x in socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
+
+    def cut(self) -> None:
+        with self._lock:
+            self.broken = True
+        self._drop()
+
+    def heal(self) -> None:
+        self.broken = False
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for x in self._socks:
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        for t in self._threads:
+            t.join(2)
+        self.sock.close()
+        self._drop()

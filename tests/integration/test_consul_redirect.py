@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -33,7 +32,7 @@ import pytest
 
 import lab
 from fork import PGBOUNCER, PLUGIN, Bouncer, db_line
-from proxy_traps import ByteRecorder, FaultProxy, ForwardProxy, proxy_environment
+from proxy_traps import ByteRecorder, FaultProxy, ForwardProxy, TcpProxy, proxy_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
 
@@ -459,87 +458,6 @@ def test_replica_role_without_running_member_holds(patroni_cluster, fake, consul
 
 
 # --------------------------------------------------------------------------- listeners
-
-class TcpProxy:
-    """A TCP listener on 127.0.0.1 that counts the connections it accepts and,
-    given a target port, forwards them there: a second address for the same
-    server (to tell two "members" apart), or a trap that no one should reach."""
-
-    def __init__(self, target: int | None = None, port: int | None = None):
-        self.target = target
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port if port is not None else lab.free_port()))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    def __repr__(self) -> str:
-        return f"TcpProxy(port={self.port}, target={self.target}, accepted={self.accepted})"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            if self.target is None:
-                c.close()
-                continue
-            try:
-                s = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-                s.settimeout(None)
-            except OSError:
-                c.close()
-                continue
-            c.settimeout(None)
-            with self._lock:
-                self._socks += [c, s]
-                for a, b in ((c, s), (s, c)):
-                    t = threading.Thread(target=self._pump, args=(a, b), daemon=True)
-                    t.start()
-                    self._threads.append(t)
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for x in (src, dst):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self._stop.set()
-        with self._lock:
-            for x in self._socks:
-                try:
-                    x.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        for t in self._threads:
-            t.join(2)
-        self.sock.close()
-        with self._lock:
-            for x in self._socks:
-                x.close()
-
 
 @pytest.fixture
 def proxies():

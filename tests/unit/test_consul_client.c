@@ -312,6 +312,61 @@ test_consul_kv_url_consistency(void **state)
 }
 
 static void
+test_consul_kv_url_datacenter(void **state)
+{
+	struct consul_settings s;
+	char want[CONSUL_URL_MAX];
+
+	settings_default(&s);
+	strcpy(s.datacenter, "global");
+	kv_url_is(&s, "batman", "", 131, true,
+		  "http://127.0.0.1:8500/v1/kv/service/batman/?index=131&wait=300s&dc=global&recurse");
+	kv_url_is(&s, "batman", "members/pg1", 0, false,
+		  "http://127.0.0.1:8500/v1/kv/service/batman/members/pg1?dc=global");
+	s.consistency = CONSUL_CONSISTENCY_STALE;
+	strcpy(s.datacenter, "eu-west_2");
+	kv_url_is(&s, "batman", "", 0, true,
+		  "http://127.0.0.1:8500/v1/kv/service/batman/?stale&dc=eu-west_2&recurse");
+	/* a name past the setting's check never reaches a URL either */
+	strcpy(s.datacenter, "glo&bal");
+	kv_url_refused(&s, "batman", "leader", false,
+		       "invalid consul datacenter \"glo&bal\": only letters");
+	/* the longest name still fits the query with every other part */
+	memset(s.datacenter, 'd', sizeof(s.datacenter) - 1);
+	s.datacenter[sizeof(s.datacenter) - 1] = '\0';
+	snprintf(want, sizeof(want), "http://127.0.0.1:8500/v1/kv/service/batman/"
+		 "?index=18446744073709551615&wait=300s&stale&dc=%s&recurse", s.datacenter);
+	kv_url_is(&s, "batman", "", UINT64_MAX, true, want);
+}
+
+static void
+test_consul_datacenter_valid_names(void **state)
+{
+	char longest[CONSUL_DATACENTER_MAX + 1];
+	const char *why = NULL;
+
+	assert_true(consul_datacenter_valid("global", &why));
+	assert_true(consul_datacenter_valid("dc1", &why));
+	assert_true(consul_datacenter_valid("EU-west_2", &why));
+	assert_false(consul_datacenter_valid("", &why));
+	assert_string_equal(why, "empty datacenter name");
+	assert_false(consul_datacenter_valid(NULL, &why));
+	assert_false(consul_datacenter_valid("dc 1", &why));
+	assert_non_null(strstr(why, "only letters, digits"));
+	assert_false(consul_datacenter_valid("dc1&recurse", &why));
+	assert_false(consul_datacenter_valid("dc.1", &why));
+	assert_false(consul_datacenter_valid("dc/1", &why));
+	assert_false(consul_datacenter_valid("d\xc3\xa9", &why));
+	memset(longest, 'd', sizeof(longest));
+	longest[CONSUL_DATACENTER_MAX - 1] = '\0';
+	assert_true(consul_datacenter_valid(longest, &why));
+	longest[CONSUL_DATACENTER_MAX - 1] = 'd';
+	longest[CONSUL_DATACENTER_MAX] = '\0';
+	assert_false(consul_datacenter_valid(longest, &why));
+	assert_string_equal(why, "datacenter name too long");
+}
+
+static void
 test_consul_kv_url_recurse_scope_prefix(void **state)
 {
 	struct consul_settings s;
@@ -850,6 +905,8 @@ main(void)
 		cmocka_unit_test(test_consul_kv_url_blocking),
 		cmocka_unit_test(test_consul_kv_url_index_zero_is_non_blocking),
 		cmocka_unit_test(test_consul_kv_url_consistency),
+		cmocka_unit_test(test_consul_kv_url_datacenter),
+		cmocka_unit_test(test_consul_datacenter_valid_names),
 		cmocka_unit_test(test_consul_kv_url_recurse_scope_prefix),
 		cmocka_unit_test(test_consul_kv_url_refuses_bad_names),
 		cmocka_unit_test(test_consul_kv_url_nested_namespace),

@@ -124,6 +124,19 @@ test_helper_config_design_example(void **state)
 	assert_int_equal(cfg.dns_ttl_usec, 30000000);
 }
 
+/* [consul] datacenter as in pgbouncer.ini: Patroni's keys read in another datacenter */
+static void
+test_helper_config_datacenter(void **state)
+{
+	struct helper_config cfg;
+
+	load_ok(&cfg, "[consul]\nurl = http://127.0.0.1:8500\n\n[helper]\nscope = raddb\n");
+	assert_string_equal(cfg.consul.datacenter, "");
+	load_ok(&cfg, "[consul]\ndatacenter = global\n\n[helper]\nscope = raddb\n");
+	assert_string_equal(cfg.consul.datacenter, "global");
+	load_refused("[consul]\ndatacenter = a/b\n", "2: datacenter: only letters");
+}
+
 static void
 test_helper_config_unknown_key(void **state)
 {
@@ -148,6 +161,8 @@ test_helper_config_bad_values(void **state)
 	load_refused("[consul]\nurl = http://h:1/path\n", "2: url: ");
 	load_refused("[consul]\nwait = 11m\n", "2: wait: must be at most 10m");
 	load_refused("[consul]\nconsistency = eventual\n", "2: consistency: must be default");
+	load_refused("[consul]\ndatacenter = glo.bal\n",
+		     "2: datacenter: only letters, digits, '-' and '_' are allowed");
 	load_refused("[consul]\nnamespace = /service/\n", "2: namespace: ");
 	load_refused("[helper]\nscope = a/b\n", "2: scope: ");
 	load_refused("[helper]\nscope =\n", "2: scope: ");
@@ -640,6 +655,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_helper_config_defaults),
 		cmocka_unit_test(test_helper_config_design_example),
+		cmocka_unit_test(test_helper_config_datacenter),
 		cmocka_unit_test(test_helper_config_unknown_key),
 		cmocka_unit_test(test_helper_config_unknown_section),
 		cmocka_unit_test(test_helper_config_upgrade_section),
