@@ -14,7 +14,8 @@ packages=(
 	# the Debian packages and their install tests (tests/package)
 	debhelper fakeroot lintian mmdebstrap systemd
 	# lab, demo and tests
-	libcmocka-dev clang valgrind openssl iproute2 dnsutils util-linux
+	libcmocka-dev clang valgrind openssl iproute2 util-linux
+	bind9-dnsutils	# dig: Consul DNS in test_helper.py and test_consul_datacenters.py
 	curl	# the upgrade and restore tests' patroni_stop/patroni_start commands
 	postgresql-15 postgresql-client-15 patroni python3-consul pgbackrest
 	python3-pytest python3-pytest-asyncio python3-pytest-timeout python3-pytest-xdist
