@@ -101,16 +101,25 @@ def test_lab_is_federated(fed, cluster):
     assert (st, raw.decode()) == (200, leader)
 
 
-def helper(agent: lab.Consul, *args: str, consul: dict | None = None, check: bool = True,
-           **keys: str) -> subprocess.CompletedProcess:
-    """Run pgbouncer-helper ARGS with a helper.ini naming `agent` (and the
-    [consul] keys `consul`) and the [helper] keys `keys`."""
+def helper_ini(agent: lab.Consul, consul: dict | None = None,
+               sections: dict[str, dict] | None = None, **keys: str) -> str:
+    """A helper.ini naming `agent` (and the [consul] keys `consul`), the
+    [helper] keys `keys` and the further `sections` ({name: {key: value}})."""
     ini = lab.make_workdir("pgbc-helper-") / "helper.ini"
     ini.write_text(f"[consul]\nurl = {agent.url}\nnamespace = service\n"
                    + "".join(f"{k} = {v}\n" for k, v in (consul or {}).items())
                    + "\n[helper]\nscope = raddb\n"
-                   + "".join(f"{k} = {v}\n" for k, v in keys.items()))
-    r = subprocess.run([HELPER, "-c", str(ini), *args], capture_output=True, text=True,
+                   + "".join(f"{k} = {v}\n" for k, v in keys.items())
+                   + "".join(f"\n[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in kv.items())
+                             for name, kv in (sections or {}).items()))
+    return str(ini)
+
+
+def helper(agent: lab.Consul, *args: str, consul: dict | None = None, check: bool = True,
+           sections: dict[str, dict] | None = None, **keys: str) -> subprocess.CompletedProcess:
+    """Run pgbouncer-helper ARGS with helper_ini(agent, consul, sections, **keys)."""
+    ini = helper_ini(agent, consul, sections, **keys)
+    r = subprocess.run([HELPER, "-c", ini, *args], capture_output=True, text=True,
                        timeout=60)
     lab.log(f"helper {' '.join(args)} on {agent.node} -> rc={r.returncode}\n{r.stderr.strip()}")
     if check:
