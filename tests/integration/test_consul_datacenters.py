@@ -17,7 +17,11 @@ cluster across a switchover under a writer; the same fork without
 `datacenter =` (dc1 has no such keys); the WAN link from dc1 to global
 broken and healed (lab.ConsulFederation's wan_relay); a datacenter Consul
 does not know (500 "No path to datacenter"), set by a RELOAD; and names
-with bad characters refused at start and at RELOAD.
+with bad characters refused at start and at RELOAD.  Then, through DNS
+(issue 14, point 2): `dig` at dc1's agent for the prepared queries (members
+and TTLs), raddb-query failing over to dc2, raddb-writer after a switchover
+with the register loop running, and a libpq client listing the query name
+before the writer's.
 
 The lab is module-scoped and every test leaves it healthy.
 """
@@ -338,3 +342,245 @@ def test_bad_datacenter_refused_at_reload(fed, cluster, bouncer):
     row = b.row("raddb")
     assert row["state"] == "following" and row["last_error"] is None, row
     assert b.value("raddb", "select 1") == 1
+
+
+# ----------------------------------------------------------------- through DNS
+# Issue 14, point 2: what clients resolve.  `dig` against the Consul DNS
+# port of dc1's client agent `fork` (the agent a pooler host or an
+# application host of dc1 asks) for the prepared queries raddb-writer,
+# raddb-query and raddb-any (`<name>.query.consul`), as the helper installs
+# them.  In this file rather than a file of its own: another module would
+# start another federation and Patroni cluster (about 18 s of the stage).
+
+DIG = "/usr/bin/dig"   # bind9-dnsutils (scripts/install-deps.sh)
+# the DNS TTLs configured for the queries: writer_ttl, query_ttl, and
+# dns_ttl for raddb-any (no any_ttl), so each answer shows its own
+DNS_TTL = {"writer": 2, "query": 7, "any": 5}
+# the register loop's and the Consul checks' interval in these tests
+REGISTER_INTERVAL = 1
+
+
+def dig(agent: lab.Consul, name: str, rtype: str = "SRV") -> tuple[str, list[dict]]:
+    """dig `name` (`rtype`) at agent's DNS port over UDP: (status, answers),
+    answers as {"ttl", "type", "data"} with, for SRV, "port" and "target"."""
+    r = subprocess.run([DIG, "@127.0.0.1", "-p", str(agent.dns_port), "+noall", "+comments",
+                        "+answer", "+time=2", "+tries=2", name, rtype],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"dig {name} {rtype}: rc={r.returncode} {r.stdout}{r.stderr}"
+    status, answers = None, []
+    for line in r.stdout.splitlines():
+        if "->>HEADER<<-" in line:
+            status = line.split("status:", 1)[1].split(",", 1)[0].strip()
+        elif line and not line.startswith(";"):
+            owner, ttl, klass, typ, *data = line.split()
+            a = {"ttl": int(ttl), "type": typ, "data": " ".join(data)}
+            if typ == "SRV":
+                a.update(port=int(data[2]), target=data[3])
+            answers.append(a)
+    assert status is not None, f"dig {name} {rtype}: no header in {r.stdout!r}"
+    return status, answers
+
+
+def srv_ports(agent: lab.Consul, kind: str) -> set[int]:
+    """The ports raddb-<kind>.query.consul's SRV answers name (empty when
+    the query finds nothing)."""
+    _, answers = dig(agent, f"raddb-{kind}.query.consul")
+    return {a["port"] for a in answers if a["type"] == "SRV"}
+
+
+def wait_srv(agent: lab.Consul, kind: str, ports: set[int], what: str,
+             timeout: float = 60) -> None:
+    try:
+        lab.wait_until(lambda: srv_ports(agent, kind) == ports, timeout, 0.1,
+                       f"raddb-{kind} answering {sorted(ports)} ({what})")
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}; it answers {dig(agent, f'raddb-{kind}.query.consul')}") \
+            from None
+
+
+def register_all(fed, cluster, *args: str) -> None:
+    for m, site in lab.FEDERATION_SITES.items():
+        helper(fed.client(site, m), "register", "--once", *args,
+               patroni_url=cluster.member(m).api_url)
+
+
+def dc1_roles(cluster) -> tuple[str, str]:
+    """(leader, dc1's replica): dns_lab keeps the leader in dc1."""
+    leader = cluster.leader()
+    assert lab.FEDERATION_SITES[leader] == "dc1", leader
+    replica, = [m for m, s in lab.FEDERATION_SITES.items() if s == "dc1" and m != leader]
+    return leader, replica
+
+
+@pytest.fixture(scope="module")
+def dns_lab(fed, cluster):
+    """The leader in dc1 (so that dc1 has a primary and a replica, dc2 a
+    replica), every member registered in its site with checks every
+    REGISTER_INTERVAL, the prepared queries in dc1 and dc2 with DNS_TTL;
+    dc1's agent `fork` to ask.  The services are deregistered after."""
+    cluster.wait_healthy(timeout=90)
+    if lab.FEDERATION_SITES[cluster.leader()] != "dc1":
+        cluster.switchover(candidate="n1")
+        cluster.wait_healthy(timeout=90)
+    interval = f"{REGISTER_INTERVAL}s"
+    try:
+        register_all(fed, cluster, "--check-interval", interval)
+        ttls = {"writer_ttl": f"{DNS_TTL['writer']}s", "query_ttl": f"{DNS_TTL['query']}s"}
+        for member, other in (("n1", "dc2"), ("n3", "dc1")):
+            helper(fed.client(lab.FEDERATION_SITES[member], member), "prepared-queries",
+                   datacenters=other, dns_ttl=f"{DNS_TTL['any']}s",
+                   sections={"prepared_queries": ttls})
+        agent = fed.client("dc1", "fork")
+        leader, _ = dc1_roles(cluster)
+        wait_srv(agent, "writer", {cluster.member(leader).port}, "the leader")
+        yield agent
+    finally:
+        for a in fed.agents():
+            for sid in a.services():
+                if sid.startswith("pgbc-helper:"):
+                    a.api("PUT", f"/v1/agent/service/deregister/{sid}")
+
+
+def test_dns_answers_members_with_ttls(dns_lab, cluster):
+    """dc1's agent answers SRV and A records: raddb-writer the primary,
+    raddb-query dc1's replica, raddb-any dc1's two members (Near _agent:
+    the local datacenter first), each with its configured TTL."""
+    agent = dns_lab
+    leader, replica = dc1_roles(cluster)
+    port = {m: cluster.member(m).port for m in cluster.names}
+    want = {"writer": {port[leader]}, "query": {port[replica]},
+            "any": {port[leader], port[replica]}}
+    for kind, ports in want.items():
+        name = f"raddb-{kind}.query.consul"
+        status, srv = dig(agent, name, "SRV")
+        lab.record_timing(f"dns_{kind}_srv", " ".join(f"{a['port']}@{a['target']}/ttl={a['ttl']}"
+                                                      for a in srv))
+        assert status == "NOERROR", (name, status)
+        assert {a["port"] for a in srv} == ports and len(srv) == len(ports), (name, srv)
+        assert all(a["target"].endswith(".dc1.consul.") for a in srv), (name, srv)
+        assert {a["ttl"] for a in srv} == {DNS_TTL[kind]}, (name, srv)
+        status, a_records = dig(agent, name, "A")
+        assert status == "NOERROR", (name, status)
+        # the members share 127.0.0.1: Consul answers it once, and an A
+        # record tells no member from another (hence SRV for libpq below)
+        assert [a["data"] for a in a_records] == ["127.0.0.1"], (name, a_records)
+        assert {a["ttl"] for a in a_records} == {DNS_TTL[kind]}, (name, a_records)
+
+
+def test_dns_query_fails_over_to_dc2(dns_lab, cluster):
+    """dc1's replica stopped (its Patroni, and so its PostgreSQL): the
+    member's Consul check on Patroni's /replica goes critical, with no
+    helper running, and raddb-query in dc1 answers dc2's replica; raddb-any
+    keeps to dc1's primary, raddb-writer does not move.  Started again,
+    raddb-query is dc1's replica again."""
+    agent = dns_lab
+    leader, replica = dc1_roles(cluster)
+    port = {m: cluster.member(m).port for m in cluster.names}
+    t0 = time.monotonic()
+    cluster.stop_member(replica)
+    try:
+        wait_srv(agent, "query", {port["n3"]}, f"{replica} stopped: dc2's n3")
+        lab.record_timing("dns_query_failover_to_dc2", time.monotonic() - t0)
+        _, srv = dig(agent, "raddb-query.query.consul")
+        assert [a["target"].endswith(".dc2.consul.") for a in srv] == [True], srv
+        assert {a["ttl"] for a in srv} == {DNS_TTL["query"]}, srv
+        assert srv_ports(agent, "any") == {port[leader]}
+        assert srv_ports(agent, "writer") == {port[leader]}
+    finally:
+        cluster.start_member(replica)
+        cluster.wait_healthy(timeout=90)
+    wait_srv(agent, "query", {port[replica]}, f"{replica} back")
+
+
+def libpq_conninfo(agent: lab.Consul, names: list[str]) -> str:
+    """The client's side: a multi-host conninfo from the SRV answers of
+    `names`, in that order.  DNS gives the member's host and port; libpq
+    only gets the list (it resolves host names itself, A records only, and
+    the members share 127.0.0.1, so the ports must come from SRV)."""
+    hosts: list[tuple[str, int]] = []
+    for kind in names:
+        _, srv = dig(agent, f"raddb-{kind}.query.consul")
+        hosts += [("127.0.0.1", a["port"]) for a in srv]
+    assert hosts, f"no SRV answer for {names}"
+    return (f"host={','.join(h for h, _ in hosts)} port={','.join(str(p) for _, p in hosts)} "
+            f"target_session_attrs=any user={lab.PG_USER} password={lab.PG_PASSWORD} "
+            "dbname=postgres connect_timeout=5")
+
+
+def server_of(conninfo: str) -> tuple[int, bool]:
+    import psycopg
+    with psycopg.connect(conninfo, autocommit=True) as c:
+        return c.execute("select inet_server_port(), pg_is_in_recovery()").fetchone()
+
+
+def test_libpq_query_name_then_writer(dns_lab, cluster):
+    """A client listing raddb-query before raddb-writer reaches a replica;
+    with every replica stopped (dc1's and dc2's) raddb-query answers
+    nothing, and the same client reaches the primary: from a conninfo
+    built now (DNS: only the writer is left) and from the one built before
+    (an answer still cached within its TTL: libpq's part, the replica's
+    port refused, then the next host)."""
+    agent = dns_lab
+    leader, replica = dc1_roles(cluster)
+    port = {m: cluster.member(m).port for m in cluster.names}
+    before = libpq_conninfo(agent, ["query", "writer"])
+    assert server_of(before) == (port[replica], True)
+    stopped = [replica, "n3"]
+    try:
+        for m in stopped:
+            cluster.stop_member(m)
+        lab.wait_until(lambda: dig(agent, "raddb-query.query.consul")[1] == [], 60, 0.1,
+                       "raddb-query answering nothing")
+        lab.record_timing("dns_query_no_replica_status", dig(agent, "raddb-query.query.consul")[0])
+        now = libpq_conninfo(agent, ["query", "writer"])
+        assert f"port={port[leader]} " in now, now
+        assert server_of(now) == (port[leader], False)
+        assert server_of(before) == (port[leader], False)
+    finally:
+        for m in stopped:
+            cluster.start_member(m)
+        cluster.wait_healthy(timeout=90)
+    wait_srv(agent, "query", {port[replica]}, f"{replica} back")
+
+
+def test_dns_writer_follows_switchover(dns_lab, fed, cluster):
+    """`register` running as in production (a loop, every REGISTER_INTERVAL,
+    checks as often), a switchover to dc1's replica: raddb-writer names the
+    new primary, and it alone, and raddb-query the old one.  Measured from
+    the new leader key in global to the writer's answer (within about one
+    register round plus one check, polled every 0.1 s); a client whose
+    resolver caches adds up to the writer's TTL."""
+    agent = dns_lab
+    leader, replica = dc1_roles(cluster)
+    port = {m: cluster.member(m).port for m in cluster.names}
+    interval = f"{REGISTER_INTERVAL}s"
+    loops: list[subprocess.Popen] = []
+    recorder = lab.KeyRecorder(fed.server("global"), cluster.leader_key)
+    try:
+        for m, site in lab.FEDERATION_SITES.items():
+            ini = helper_ini(fed.client(site, m), patroni_url=cluster.member(m).api_url)
+            path = lab.make_workdir("pgbc-register-") / "register.log"
+            lab.log(f"register loop of {m}: {path}")
+            log = open(path, "w")
+            loops.append(subprocess.Popen([HELPER, "-c", ini, "register", "--interval", interval,
+                                           "--check-interval", interval],
+                                          stdout=log, stderr=subprocess.STDOUT))
+            log.close()
+        recorder.start()
+        cluster.switchover(candidate=replica)
+        wait_srv(agent, "writer", {port[replica]}, f"the new primary {replica}")
+        seen = time.monotonic()
+        keyed = next((t for t, v, _ in recorder.stop() if v == replica), None)
+        assert keyed is not None, f"no leader key {replica} recorded: {recorder.events}"
+        lab.record_timing("dns_switchover_leader_key_to_writer", seen - keyed)
+        lab.record_timing("dns_switchover_bound_interval_plus_ttl",
+                          float(REGISTER_INTERVAL + DNS_TTL["writer"]))
+        # the old primary, a replica again, is registered as one by its loop
+        cluster.wait_healthy(timeout=90)
+        wait_srv(agent, "query", {port[leader]}, f"the old primary {leader} a replica")
+        assert all(p.poll() is None for p in loops), [p.returncode for p in loops]
+    finally:
+        recorder.stop()
+        for p in loops:
+            lab.stop_pid(p.pid, timeout=10, proc=p, name="pgbouncer-helper register")
+        cluster.wait_healthy(timeout=90)
