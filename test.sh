@@ -180,7 +180,10 @@ PGBC_PATRONI=3 stage "consul_redirect.so in a 3-server Consul cluster, Consul fa
 # and reading global through dc1's agent (its own datacenter =);
 # the fork on dc1's agent with datacenter = global: a switchover, no
 # datacenter, the WAN link to global cut and healed, an unknown datacenter,
-# bad names; one module-scoped lab, bookworm's Patroni: about 40 s
+# bad names; through DNS (dig at dc1's agent): the prepared queries' members
+# and TTLs, raddb-query failing over to dc2, raddb-writer after a switchover,
+# libpq listing the query name before the writer's; one module-scoped lab,
+# bookworm's Patroni: about 65 s (the DNS tests 20 s of it)
 PGBC_PATRONI=3 stage "consul_redirect.so across datacenters (Patroni $patroni3)" \
 	pytest consul-datacenters "$top/tests/integration/test_consul_datacenters.py"
 
