@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 import lab
-from fork import PGBOUNCER, PLUGIN, Bouncer, Writer, db_line
+from fork import PGBOUNCER, PLUGIN, Bouncer, States, Writer, db_line
 from proxy_traps import FaultProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
@@ -91,49 +91,6 @@ def proxy(dc):
     p = FaultProxy(dc.client("fork").url)
     yield p
     p.close()
-
-
-class States:
-    """Samples the raddb row of SHOW CONSUL every 20 ms in a thread and
-    keeps each change of (state, member, last_error): the pooler's state
-    through a fault."""
-
-    def __init__(self, b: Bouncer):
-        self.b = b
-        self.seen: list[tuple[float, str, str | None, str | None]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        last = None
-        while True:
-            try:
-                r = self.b.row("raddb")
-            except Exception:  # noqa: BLE001  (a busy console: sample again)
-                if self._stop.wait(0.02):
-                    return
-                continue
-            cur = (r["state"], r["member"], r["last_error"])
-            if cur != last:
-                self.seen.append((time.monotonic(), *cur))
-                last = cur
-            if self._stop.wait(0.02):
-                return
-
-    def stop(self) -> list[str]:
-        self._stop.set()
-        self._thread.join(5)
-        return self.names()
-
-    def names(self) -> list[str]:
-        """The states in the order seen, repeats folded."""
-        out: list[str] = []
-        for _, state, member, _ in self.seen:
-            s = f"{state}({member})"
-            if not out or out[-1] != s:
-                out.append(s)
-        return out
 
 
 def start_writer(b: Bouncer, n: int = 50) -> Writer:
