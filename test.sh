@@ -186,6 +186,12 @@ PGBC_PATRONI=3 stage "consul_redirect.so in a 3-server Consul cluster, Consul fa
 # bookworm's Patroni: about 65 s (the DNS tests 20 s of it)
 PGBC_PATRONI=3 stage "consul_redirect.so across datacenters (Patroni $patroni3)" \
 	pytest consul-datacenters "$top/tests/integration/test_consul_datacenters.py"
+# the primary cut off from Consul (split brain): each Patroni member reaches
+# the agent through a TCP proxy of its own, the leader's is cut; synchronous
+# mode on and off, and a partition healed within retry_timeout; ttl 10,
+# bookworm's Patroni: about 60 s
+PGBC_PATRONI=3 stage "consul_redirect.so with the primary cut off from Consul (Patroni $patroni3)" \
+	pytest consul-partition "$top/tests/integration/test_consul_partition.py"
 
 # --- the same code with ASan + UBSan (./configure --enable-sanitizers) ------
 # automake refuses a VPATH build from a source tree configured in place (as

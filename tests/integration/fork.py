@@ -1,6 +1,8 @@
-"""The fork with consul_redirect.so in front of the lab (lab.py), and a writer
-that measures what a client sees: used by the integration tests, demo.sh and
-bench/.  PgBouncer runs as the postgres user on 127.0.0.1, stopped by PID."""
+"""The fork with consul_redirect.so in front of the lab (lab.py), and writers
+that measure what a client sees (RecordingWriter: which writes were
+acknowledged, by which server): used by the
+integration tests, demo.sh and bench/.  PgBouncer runs as the postgres user
+on 127.0.0.1, stopped by PID."""
 
 from __future__ import annotations
 
@@ -222,3 +224,48 @@ class Writer:
         """Longest time between two consecutive completed writes."""
         done = [d for d in self.done if since is None or d >= since]
         return max((b - a for a, b in zip(done, done[1:])), default=0.0)
+
+
+class RecordingWriter(Writer):
+    """A Writer that inserts numbered rows (src, id) into `table`, one
+    autocommit INSERT ... RETURNING port at a time (the table's port
+    defaults to inet_server_port()), and records every acknowledged write
+    as (id, ack time, port of the server that acknowledged it): the answer
+    to an autocommit INSERT is its COMMIT's.  A write whose answer never
+    came (an error) is not acknowledged, whatever the server did with it."""
+
+    def __init__(self, conninfo: str, table: str, src: str, interval: float = 0.005):
+        super().__init__(conninfo, "", interval)
+        self.table, self.src = table, src
+        self.acked: list[tuple[int, float, int]] = []
+
+    def _run(self) -> None:
+        conn = None
+        n = 0
+        sql = f"insert into {self.table} (src, id) values (%s, %s) returning port"
+        while not self._stop.is_set():
+            n += 1
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.conninfo, autocommit=True)
+                port = conn.execute(sql, (self.src, n)).fetchone()[0]
+                t = time.monotonic()
+                self.done.append(t)
+                self.acked.append((n, t, port))
+            except psycopg.Error as e:
+                self.errors.append((time.monotonic(), str(e).strip().splitlines()[0]))
+                try:
+                    if conn is not None:
+                        conn.close()
+                except psycopg.Error:
+                    pass
+                conn = None
+            self._stop.wait(self.interval)
+        if conn is not None:
+            conn.close()
+
+    def lost(self, conn: psycopg.Connection) -> list[int]:
+        """The acknowledged ids that `conn`'s server does not have."""
+        have = {r[0] for r in conn.execute(f"select id from {self.table} where src = %s",
+                                           (self.src,))}
+        return [i for i, _, _ in self.acked if i not in have]

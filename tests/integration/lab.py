@@ -1227,12 +1227,17 @@ class PatroniCluster:
                  register_service: bool = True, patroni: str | None = None,
                  restapi_auth: tuple[str, str] | None = None,
                  restapi_tls: TlsFiles | None = None,
-                 tags: dict[str, dict] | None = None):
+                 tags: dict[str, dict] | None = None,
+                 member_consul: dict[str, str] | None = None):
         """restapi_auth: (username, password) Patroni's REST API asks of unsafe
         calls (PATCH /config, switchover, restart...); restapi_tls: https with
         verify_client required (a client certificate for every call).  The
         lab's own REST calls, Patroni's and patronictl's use both.  tags:
-        per member, the `tags:` of its patroni.yml (written into its record)."""
+        per member, the `tags:` of its patroni.yml (written into its record).
+        member_consul: per member, the Consul URL its patroni.yml names
+        (e.g. a proxy in front of `consul`, to cut that member off); a
+        member not named talks to consul.url.  The lab's own calls always
+        go to `consul`."""
         self.workdir = Path(workdir)
         self.restapi_auth = restapi_auth
         self.restapi_tls = restapi_tls
@@ -1251,6 +1256,7 @@ class PatroniCluster:
         self.register_service = register_service
         # per member: `tags:` of its patroni.yml, which Patroni writes into its record
         self.tags = dict(tags or {})
+        self.member_consul = dict(member_consul or {})
         self.pg_parameters = {
             "shared_buffers": "16MB", "max_connections": 50, "wal_level": "replica",
             "hot_standby": "on", "max_wal_senders": 10, "max_replication_slots": 10,
@@ -1259,6 +1265,9 @@ class PatroniCluster:
         }
         self.pg_parameters.update(pg_parameters or {})
         names = list(names) if names else [f"n{i + 1}" for i in range(members)]
+        unknown = sorted(set(self.member_consul) - set(names))
+        if unknown:
+            raise ValueError(f"member_consul names {unknown}, not members of {names}")
         self._members: dict[str, Member] = {}
         for n in names:
             self._members[n] = Member(name=n, port=free_port(), api_port=free_port(),
@@ -1313,7 +1322,7 @@ class PatroniCluster:
 
     # -- config
     def config_for(self, m: Member) -> dict:
-        consul_cfg: dict[str, Any] = {"url": self.consul.url,
+        consul_cfg: dict[str, Any] = {"url": self.member_consul.get(m.name, self.consul.url),
                                       "register_service": self.register_service}
         if self.consul.token:
             consul_cfg["token"] = self.consul.token

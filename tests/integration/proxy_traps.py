@@ -1,7 +1,9 @@
 """Listeners for the proxy and fault tests: a trap that records every byte a
 client sends it and answers nothing, an HTTP forward proxy in front of the
 real Consul agent that records the request lines it forwards, a fault proxy
-that stands in for the agent and can be switched to answer badly, and the
+that stands in for the agent and can be switched to answer badly, TCP relays
+that can be cut (TcpProxy: closes; PartitionProxy: resets, as a dropped
+link does, and lets a test wait for the refused reconnections), and the
 process environment that points every proxy variable libcurl reads at a
 trap."""
 
@@ -372,3 +374,144 @@ class TcpProxy:
             t.join(2)
         self.sock.close()
         self._drop()
+
+
+# struct linger {l_onoff = 1, l_linger = 0}
+_LINGER_0 = (1).to_bytes(4, "little") + (0).to_bytes(4, "little")
+
+
+class PartitionProxy:
+    """A TCP proxy on 127.0.0.1 (a port from lab.free_port) in front of
+    target_port on 127.0.0.1, that can stand for a network partition:
+    partition() resets every connection it carries (both sides, RST) and
+    from then on resets each new connection as soon as it is accepted,
+    counting them in `refused`, until heal().  `accepted` counts the
+    connections it passed on."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = lab.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.accepted = self.refused = self.dropped = 0
+        self.partitioned = False
+        self._pairs: set[tuple[socket.socket, socket.socket]] = set()
+        self._done: set[tuple[socket.socket, socket.socket]] = set()
+        self._cut: set[tuple[socket.socket, socket.socket]] = set()
+        self._lock = threading.Condition()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return (f"PartitionProxy({self.port} -> {self.target_port}, partitioned={self.partitioned}, "
+                f"accepted={self.accepted}, refused={self.refused}, dropped={self.dropped})")
+
+    @staticmethod
+    def _reset(s: socket.socket) -> None:
+        """Close s with an RST (linger 0), as a dropped connection looks to its peer."""
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+        except OSError:
+            pass
+        s.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                if self.partitioned:
+                    self.refused += 1
+                    self._lock.notify_all()
+                    self._reset(c)
+                    continue
+            try:
+                up = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                self._reset(c)
+                continue
+            up.settimeout(None)
+            c.settimeout(None)
+            pair = (c, up)
+            with self._lock:
+                if self.partitioned:        # cut off while connecting
+                    self.refused += 1
+                    self._reset(c)
+                    self._reset(up)
+                    continue
+                self.accepted += 1
+                self._pairs.add(pair)
+                self._lock.notify_all()
+            threading.Thread(target=self._pipe, args=(c, up, pair), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, c, pair), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, pair) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            cut = pair in self._cut
+        if not cut:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        with self._lock:
+            # the second direction to end closes the pair: with linger 0 set
+            # by a partition, the close resets it
+            if pair in self._done:
+                self._done.discard(pair)
+                self._cut.discard(pair)
+                self._pairs.discard(pair)
+                for s in pair:
+                    s.close()
+            else:
+                self._done.add(pair)
+
+    def partition(self) -> None:
+        """Cut off: reset what is open, refuse what comes."""
+        with self._lock:
+            self.partitioned = True
+            cut = self._pairs - self._cut
+            self._cut |= cut
+            self.dropped += len(cut)
+            self._lock.notify_all()
+            for pair in cut:
+                for s in pair:
+                    # SHUT_RD wakes the pipe threads without a FIN; their
+                    # close (linger 0) sends the RST
+                    try:
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+                        s.shutdown(socket.SHUT_RD)
+                    except OSError:
+                        pass
+
+    def heal(self) -> None:
+        with self._lock:
+            self.partitioned = False
+            self._lock.notify_all()
+
+    def wait(self, pred, timeout: float) -> bool:
+        """Wait until pred(self) holds (read under the proxy's lock)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: pred(self), timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+        self.partition()
