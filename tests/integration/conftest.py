@@ -196,11 +196,15 @@ def dc_patroni_cluster(consul_dc, request):
 def consul_federation(consul_bin, request):
     """Consul datacenters global, dc1 and dc2 (one server each), WAN-joined,
     with the client agent `fork` in dc1 and, for each Patroni member, one in
-    its site (lab.FEDERATION_SITES: the agent the helper registers it with);
+    global (Patroni's) and one in its site (lab.FEDERATION_SITES: the agent
+    the helper registers it with);
     .wan_relay breaks the WAN link to global's server (lab.ConsulFederation)."""
     _require_lab()
     wd = _workdir("pgbc-lab-fed-")
-    clients: dict[str, list[str]] = {"dc1": ["fork"]}
+    # as in production, every host talks to client agents of its own: a
+    # database host to one of global (Patroni) and one of its site (the
+    # helper), a pooler host to one of its site
+    clients: dict[str, list[str]] = {"global": list(lab.FEDERATION_SITES), "dc1": ["fork"]}
     for member, site in lab.FEDERATION_SITES.items():
         clients.setdefault(site, []).append(member)
     fed = lab.ConsulFederation(wd, binary=consul_bin, clients=clients)
@@ -217,10 +221,14 @@ def consul_federation(consul_bin, request):
 @pytest.fixture(scope="module")
 def global_patroni_cluster(consul_federation, request):
     """patroni_cluster's 3-member cluster with its DCS in consul_federation's
-    `global` datacenter (its members talk to global's server), each member
-    tagged `dc: <its site>`, register_service off (the helper registers
-    the members in their sites)."""
-    yield from _patroni_cluster("global_patroni", consul_federation.server("global"), request,
+    `global` datacenter (each member talks to a global client agent of its
+    own, so its sessions hang on that agent's node), each member tagged
+    `dc: <its site>`, register_service off (the helper registers the
+    members in their sites)."""
+    fed = consul_federation
+    yield from _patroni_cluster("global_patroni", fed.server("global"), request,
+                                member_consul={m: fed.client("global", m).url
+                                               for m in lab.FEDERATION_SITES},
                                 register_service=False,
                                 tags={m: {"dc": site}
                                       for m, site in lab.FEDERATION_SITES.items()})

@@ -432,6 +432,16 @@ def dns_lab(fed, cluster):
                    sections={"prepared_queries": ttls})
         agent = fed.client("dc1", "fork")
         leader, _ = dc1_roles(cluster)
+        # a check Consul has not run yet is critical: until each site's
+        # members pass, its queries fail over
+        for site in ("dc1", "dc2"):
+            member = next(m for m, s in lab.FEDERATION_SITES.items() if s == site)
+            site_agent = fed.client(site, member)
+
+            def all_passing():
+                every = site_agent.health_service("raddb")
+                return every and len(site_agent.health_service("raddb", passing=True)) == len(every)
+            lab.wait_until(all_passing, 60, 0.1, f"every raddb service of {site} passing")
         wait_srv(agent, "writer", {cluster.member(leader).port}, "the leader")
         yield agent
     finally:
