@@ -49,7 +49,7 @@ static bool
 settings_namespace(const char *value, char *out, size_t len, char *err,
 		   size_t errlen)
 {
-	char buf[256], *seg, *save = NULL;
+	char buf[256], out_name[256], *seg, *save = NULL;
 	const char *start = value;
 	size_t n;
 
@@ -65,7 +65,8 @@ settings_namespace(const char *value, char *out, size_t len, char *err,
 	}
 	memcpy(buf, start, n);
 	buf[n] = '\0';
-	memcpy(out, buf, n + 1);
+	/* strtok_r cuts buf; out gets the name only once it is accepted */
+	memcpy(out_name, buf, n + 1);
 	for (seg = strtok_r(buf, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
 		if (!patroni_name_valid(seg)) {
 			settings_bad_value(err, errlen, "namespace", value,
@@ -73,10 +74,11 @@ settings_namespace(const char *value, char *out, size_t len, char *err,
 			return false;
 		}
 	}
-	if (strstr(out, "//")) {
+	if (strstr(out_name, "//")) {
 		settings_bad_value(err, errlen, "namespace", value, "empty path segment");
 		return false;
 	}
+	memcpy(out, out_name, n + 1);
 	return true;
 }
 
@@ -86,20 +88,22 @@ settings_duration(const char *key, const char *value, uint64_t max,
 		  size_t errlen)
 {
 	char why[160];
+	uint64_t usec;
 
-	if (!duration_parse(value, out, why, sizeof(why))) {
+	if (!duration_parse(value, &usec, why, sizeof(why))) {
 		settings_bad_value(err, errlen, key, value, why);
 		return false;
 	}
-	if (*out == 0 && !zero_ok) {
+	if (usec == 0 && !zero_ok) {
 		settings_bad_value(err, errlen, key, value, "must be more than 0");
 		return false;
 	}
-	if (max_text && *out > max) {
+	if (max_text && usec > max) {
 		snprintf(why, sizeof(why), "must be at most %s", max_text);
 		settings_bad_value(err, errlen, key, value, why);
 		return false;
 	}
+	*out = usec;
 	return true;
 }
 

@@ -41,7 +41,8 @@ void plugin_settings_defaults(struct plugin_settings *s);
 /*
  * One [consul] key into s; false with err naming the key and why (a
  * proxy value is quoted without its user info) on an unknown key or a
- * bad value.  token_file and ca_file must be readable when not empty.
+ * bad value, and s as it was.  token_file and ca_file must be readable
+ * when not empty.
  */
 bool plugin_settings_set(struct plugin_settings *s, const char *key,
 			 const char *value, char *err, size_t errlen);

@@ -102,6 +102,26 @@ test_proxy_refused_hides_password(void **state)
 	assert_null(strstr(err, "s3cr3t"));
 }
 
+/* a refused value leaves the settings as they were (found by fuzz_plugin_ini) */
+static void
+test_refused_value_changes_nothing(void **state)
+{
+	struct plugin_settings s, before;
+	char err[512];
+
+	plugin_settings_defaults(&s);
+	set_ok(&s, "wait", "2m");
+	set_ok(&s, "namespace", "db");
+	before = s;
+	assert_false(plugin_settings_set(&s, "wait", "11m", err, sizeof(err)));
+	assert_false(plugin_settings_set(&s, "wait", "0", err, sizeof(err)));
+	assert_false(plugin_settings_set(&s, "no_leader_timeout", "5x", err, sizeof(err)));
+	assert_false(plugin_settings_set(&s, "namespace", "a//b", err, sizeof(err)));
+	assert_false(plugin_settings_set(&s, "namespace", "ok/b@d", err, sizeof(err)));
+	assert_false(plugin_settings_set(&s, "consistency", "eventual", err, sizeof(err)));
+	assert_memory_equal(&s, &before, sizeof(s));
+}
+
 static void
 test_db_keys(void **state)
 {
@@ -159,6 +179,7 @@ main(void)
 		cmocka_unit_test(test_consul_keys_read),
 		cmocka_unit_test(test_consul_keys_refused),
 		cmocka_unit_test(test_proxy_refused_hides_password),
+		cmocka_unit_test(test_refused_value_changes_nothing),
 		cmocka_unit_test(test_db_keys),
 		cmocka_unit_test(test_db_binding),
 	};
