@@ -128,7 +128,7 @@ stage "unit tests (make check)" unit_tests
 PGBC_RESULTS=$results stage "Debian packages: build, lintian, install/upgrade/remove, follow a Patroni cluster in a bookworm root (tests/package)" \
 	pytest package "$top/tests/package"
 stage "upstream source checks (sums, patches)" pytest build "$top/tests/build"
-stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-30}"
+stage "fuzz the parsers (libFuzzer, bounded)" tests/fuzz/run.sh "$results/fuzz" "${PGBC_FUZZ_SECONDS:-20}"
 stage "fork and plugin interface (tests/fork)" pytest fork-tests "$top/tests/fork"
 stage "attacks: unpatched build vs the fork (tests/security)" pytest security "$top/tests/security"
 stage "lab: real Consul 1.8.7 and Patroni $patroni3 cluster" pytest lab "$top/tests/integration/test_lab.py"

@@ -125,7 +125,7 @@ bool helper_config_finish(struct helper_config *cfg, char *err, size_t errlen);
 /*
  * Patroni's Consul service name for a scope (service_name_from_scope_name):
  * lower case, '.', ' ' and '_' -> '-', other bytes outside [a-z0-9-] ->
- * "u%04x", at most 230 characters.
+ * "u%04d" (decimal, as Patroni writes it), at most 230 characters.
  */
 void helper_service_name(const char *scope, char *out, size_t outlen);
 

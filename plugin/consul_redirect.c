@@ -1,16 +1,14 @@
 /*
  * consul_redirect.c - the plugin's entry point: claims [consul] and the
  * patroni_scope/patroni_role/patroni_prefer database keys, checks their
- * values, and on
- * every (re)load turns the configuration into one watch per scope.
+ * values (lib/plugin_settings.c), and on every (re)load turns the
+ * configuration into one watch per scope.
  */
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -18,8 +16,8 @@
 
 #include "consul_client.h"
 #include "consul_proxy.h"
-#include "duration.h"
 #include "errbuf.h"
+#include "plugin_settings.h"
 
 #include "consul_redirect.h"
 #include "curl_loop.h"
@@ -28,17 +26,11 @@
 #include "show.h"
 #include "watch.h"
 
-#define REDIRECT_DEFAULT_URL "http://127.0.0.1:8500"
-#define REDIRECT_DEFAULT_NAMESPACE "service"
-#define REDIRECT_DEFAULT_WAIT_USEC (UINT64_C(300) * 1000000)
-#define REDIRECT_MAX_WAIT_USEC (UINT64_C(600) * 1000000)	/* Consul's max_query_time */
-#define REDIRECT_DEFAULT_NO_LEADER_USEC (UINT64_C(30) * 1000000)
-#define REDIRECT_PATH_MAX 1024
 
 /* [consul] as read, before the token file is */
 struct redirect_settings {
 	struct watch_options opts;
-	char token_file[REDIRECT_PATH_MAX];
+	char token_file[PLUGIN_PATH_MAX];
 };
 
 /* one [databases] entry with claimed keys */
@@ -55,236 +47,23 @@ static const char *const redirect_db_keys[] = {
 
 static struct consul_redirect redirect_state;
 
-/* --- values --- */
-
-static void
-redirect_bad_value(char *err, size_t errlen, const char *key,
-		   const char *value, const char *why)
-{
-	char shown[ERRBUF_VALUE_MAX];
-
-	errbuf_printable(value, shown, sizeof(shown));
-	errbuf_set(err, errlen, "invalid value \"%s\" for %s: %s", shown, key, why);
-}
-
-static bool
-redirect_path(const char *key, const char *value, char *out, size_t len,
-	      char *err, size_t errlen)
-{
-	if (strlen(value) >= len) {
-		redirect_bad_value(err, errlen, key, value, "path too long");
-		return false;
-	}
-	if (value[0] != '\0' && access(value, R_OK) != 0) {
-		char why[300];
-
-		snprintf(why, sizeof(why), "cannot read it: %s", strerror(errno));
-		redirect_bad_value(err, errlen, key, value, why);
-		return false;
-	}
-	snprintf(out, len, "%s", value);
-	return true;
-}
-
-/* Patroni's namespace, surrounding slashes dropped: segments of [A-Za-z0-9._-] */
-static bool
-redirect_namespace(const char *value, char *out, size_t len, char *err,
-		   size_t errlen)
-{
-	char buf[256], *seg, *save = NULL;
-	const char *start = value;
-	size_t n;
-
-	while (*start == '/')
-		start++;
-	n = strlen(start);
-	while (n > 0 && start[n - 1] == '/')
-		n--;
-	if (n == 0 || n >= sizeof(buf) || n >= len) {
-		redirect_bad_value(err, errlen, "namespace", value,
-				   "expected a name such as service");
-		return false;
-	}
-	memcpy(buf, start, n);
-	buf[n] = '\0';
-	memcpy(out, buf, n + 1);
-	for (seg = strtok_r(buf, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
-		if (!patroni_name_valid(seg)) {
-			redirect_bad_value(err, errlen, "namespace", value,
-					   "only letters, digits, '.', '_' and '-' are allowed");
-			return false;
-		}
-	}
-	if (strstr(out, "//")) {
-		redirect_bad_value(err, errlen, "namespace", value, "empty path segment");
-		return false;
-	}
-	return true;
-}
-
-static bool
-redirect_duration(const char *key, const char *value, uint64_t max,
-		  const char *max_text, bool zero_ok, uint64_t *out, char *err,
-		  size_t errlen)
-{
-	char why[160];
-
-	if (!duration_parse(value, out, why, sizeof(why))) {
-		redirect_bad_value(err, errlen, key, value, why);
-		return false;
-	}
-	if (*out == 0 && !zero_ok) {
-		redirect_bad_value(err, errlen, key, value, "must be more than 0");
-		return false;
-	}
-	if (max_text && *out > max) {
-		snprintf(why, sizeof(why), "must be at most %s", max_text);
-		redirect_bad_value(err, errlen, key, value, why);
-		return false;
-	}
-	return true;
-}
-
-/* one [consul] key into s (s may be a scratch copy when only checking) */
-static bool
-redirect_setting(struct redirect_settings *s, const char *key,
-		 const char *value, char *err, size_t errlen)
-{
-	struct consul_settings *c = &s->opts.consul;
-	char why[200];
-
-	if (strcmp(key, "url") == 0) {
-		if (strlen(value) >= sizeof(c->url) ||
-		    !consul_url_check(value, why, sizeof(why))) {
-			redirect_bad_value(err, errlen, key, value,
-					   strlen(value) >= sizeof(c->url) ?
-					   "too long" : why);
-			return false;
-		}
-		snprintf(c->url, sizeof(c->url), "%s", value);
-		return true;
-	}
-	if (strcmp(key, "token_file") == 0)
-		return redirect_path(key, value, s->token_file,
-				     sizeof(s->token_file), err, errlen);
-	if (strcmp(key, "ca_file") == 0)
-		return redirect_path(key, value, c->ca_file, sizeof(c->ca_file),
-				     err, errlen);
-	if (strcmp(key, "namespace") == 0)
-		return redirect_namespace(value, c->namespace_,
-					  sizeof(c->namespace_), err, errlen);
-	if (strcmp(key, "wait") == 0)
-		return redirect_duration(key, value, REDIRECT_MAX_WAIT_USEC, "10m", false,
-					 &c->wait_usec, err, errlen);
-	if (strcmp(key, "no_leader_timeout") == 0)
-		return redirect_duration(key, value, 0, NULL, true,
-					 &s->opts.no_leader_timeout_usec, err,
-					 errlen);
-	if (strcmp(key, "proxy") == 0) {
-		if (!consul_proxy_check(value, why, sizeof(why))) {
-			char shown[ERRBUF_VALUE_MAX];
-
-			/* the value may hold a proxy password: quote it without */
-			consul_proxy_shown(value, shown, sizeof(shown));
-			redirect_bad_value(err, errlen, key, shown, why);
-			return false;
-		}
-		snprintf(c->proxy, sizeof(c->proxy), "%s", value);
-		return true;
-	}
-	if (strcmp(key, "consistency") == 0) {
-		if (!consul_consistency_parse(value, &c->consistency)) {
-			redirect_bad_value(err, errlen, key, value,
-					   "expected default, consistent or stale");
-			return false;
-		}
-		return true;
-	}
-	if (strcmp(key, "datacenter") == 0) {
-		const char *bad;
-
-		/* empty: the agent's own datacenter, as when the key is absent */
-		if (value[0] != '\0' && !consul_datacenter_valid(value, &bad)) {
-			redirect_bad_value(err, errlen, key, value, bad);
-			return false;
-		}
-		snprintf(c->datacenter, sizeof(c->datacenter), "%s", value);
-		return true;
-	}
-	errbuf_printable(key, why, sizeof(why));
-	errbuf_set(err, errlen, "unknown key \"%s\" in [consul] (known: url, "
-		   "token_file, ca_file, namespace, wait, no_leader_timeout, "
-		   "consistency, proxy, datacenter)", why);
-	return false;
-}
-
-static void
-redirect_defaults(struct redirect_settings *s)
-{
-	memset(s, 0, sizeof(*s));
-	snprintf(s->opts.consul.url, sizeof(s->opts.consul.url), "%s",
-		 REDIRECT_DEFAULT_URL);
-	snprintf(s->opts.consul.namespace_, sizeof(s->opts.consul.namespace_),
-		 "%s", REDIRECT_DEFAULT_NAMESPACE);
-	s->opts.consul.wait_usec = REDIRECT_DEFAULT_WAIT_USEC;
-	s->opts.consul.consistency = CONSUL_CONSISTENCY_DEFAULT;
-	s->opts.no_leader_timeout_usec = REDIRECT_DEFAULT_NO_LEADER_USEC;
-}
-
-static bool
-redirect_db_setting(const char *db, const char *key, const char *value,
-		    char *err, size_t errlen)
-{
-	enum patroni_entry_role role;
-
-	if (strcmp(key, "patroni_scope") == 0) {
-		if (!patroni_name_valid(value)) {
-			redirect_bad_value(err, errlen, key, value,
-					   "a Patroni scope is letters, digits, '.', '_' and '-'");
-			return false;
-		}
-		return true;
-	}
-	if (strcmp(key, "patroni_role") == 0) {
-		if (!patroni_role_parse(value, &role)) {
-			redirect_bad_value(err, errlen, key, value,
-					   "expected primary, replica or any");
-			return false;
-		}
-		return true;
-	}
-	if (strcmp(key, "patroni_prefer") == 0) {
-		struct patroni_prefer prefer;
-		char why[PATRONI_VIEW_ERR_MAX], msg[PATRONI_VIEW_ERR_MAX + 64];
-
-		if (!patroni_prefer_parse(value, &prefer, why, sizeof(why))) {
-			snprintf(msg, sizeof(msg), "expected key:value[,key:value...]: %s", why);
-			redirect_bad_value(err, errlen, key, value, msg);
-			return false;
-		}
-		return true;
-	}
-	errbuf_set(err, errlen, "unknown database key \"%s\"", key);
-	return false;
-}
-
 /* --- hooks: checks while the file is read --- */
 
 static bool
 redirect_check_setting(void *ctx, const char *key, const char *value,
 		       char *err, size_t errlen)
 {
-	struct redirect_settings scratch;
+	struct plugin_settings scratch;
 
-	redirect_defaults(&scratch);
-	return redirect_setting(&scratch, key, value, err, errlen);
+	plugin_settings_defaults(&scratch);
+	return plugin_settings_set(&scratch, key, value, err, errlen);
 }
 
 static bool
 redirect_check_db_setting(void *ctx, const char *db, const char *key,
 			  const char *value, char *err, size_t errlen)
 {
-	return redirect_db_setting(db, key, value, err, errlen);
+	return plugin_db_setting_check(key, value, err, errlen);
 }
 
 /* --- reload: the desired watches against the current ones --- */
@@ -295,54 +74,42 @@ redirect_read_config(const struct pgb_config *config,
 		     struct redirect_binding *bindings, char *err,
 		     size_t errlen)
 {
+	struct plugin_settings read;
+	struct plugin_binding pb;
 	int i, j;
 
-	redirect_defaults(s);
+	plugin_settings_defaults(&read);
 	for (i = 0; i < config->section_count; i++)
-		if (!redirect_setting(s, config->section[i].key,
-				      config->section[i].value, err, errlen))
+		if (!plugin_settings_set(&read, config->section[i].key,
+					 config->section[i].value, err, errlen))
 			return false;
+	memset(s, 0, sizeof(*s));
+	s->opts.consul = read.consul;
+	s->opts.no_leader_timeout_usec = read.no_leader_timeout_usec;
+	snprintf(s->token_file, sizeof(s->token_file), "%s", read.token_file);
 	for (i = 0; i < config->db_count; i++) {
 		const struct pgb_db_settings *d = &config->dbs[i];
 		struct redirect_binding *b = &bindings[i];
-		const char *role = NULL, *prefer = NULL;
+		const char *scope = NULL, *role = NULL, *prefer = NULL;
 
-		b->db = d->name;
-		b->scope = NULL;
-		b->role = PATRONI_ROLE_PRIMARY;
-		memset(&b->prefer, 0, sizeof(b->prefer));
 		for (j = 0; j < d->count; j++) {
 			const char *key = d->settings[j].key;
 
-			if (!redirect_db_setting(d->name, key, d->settings[j].value, err, errlen))
+			if (!plugin_db_setting_check(key, d->settings[j].value, err, errlen))
 				return false;
 			if (strcmp(key, "patroni_scope") == 0)
-				b->scope = d->settings[j].value;
+				scope = d->settings[j].value;
 			else if (strcmp(key, "patroni_prefer") == 0)
 				prefer = d->settings[j].value;
 			else
 				role = d->settings[j].value;
 		}
-		if (!b->scope) {
-			errbuf_set(err, errlen, "database \"%s\": %s = %s needs patroni_scope",
-				   d->name, role ? "patroni_role" : "patroni_prefer",
-				   role ? role : prefer ? prefer : "");
+		if (!plugin_db_binding(d->name, scope, role, prefer, &pb, err, errlen))
 			return false;
-		}
-		if (role)
-			patroni_role_parse(role, &b->role);
-		if (prefer && b->role == PATRONI_ROLE_PRIMARY) {
-			errbuf_set(err, errlen,
-				   "database \"%s\": patroni_prefer needs patroni_role = replica or any "
-				   "(a primary entry follows the one leader)", d->name);
-			return false;
-		}
-		if (prefer)
-			patroni_prefer_parse(prefer, &b->prefer, NULL, 0);
-		if (strlen(d->name) >= PATRONI_NAME_MAX) {
-			errbuf_set(err, errlen, "database name \"%s\" too long", d->name);
-			return false;
-		}
+		b->db = d->name;
+		b->scope = pb.scope;
+		b->role = pb.role;
+		b->prefer = pb.prefer;
 	}
 	if (s->token_file[0] != '\0' &&
 	    !consul_token_read(s->token_file, s->opts.consul.token,

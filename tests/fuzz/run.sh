@@ -6,18 +6,12 @@ set -eu
 
 src=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:?usage: run.sh OUT_DIR [SECONDS]}
-secs=${2:-30}
+secs=${2:-20}
 mkdir -p "$out"
-flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$src/lib $(pkg-config --cflags json-c)"
-libs=$(pkg-config --libs json-c)
+. "$src/tests/fuzz/build.sh"
 status=0
-for target in fuzz_patroni_member fuzz_consul_kv fuzz_patroni_view; do
-	case $target in
-	fuzz_patroni_member) deps="lib/patroni_member.c lib/json_strict.c lib/errbuf.c" ;;
-	fuzz_consul_kv) deps="lib/consul_kv.c lib/json_strict.c lib/errbuf.c" ;;
-	fuzz_patroni_view) deps="lib/patroni_view.c lib/patroni_targets.c lib/patroni_member.c lib/consul_kv.c lib/json_strict.c lib/errbuf.c" ;;
-	esac
-	(cd "$src" && clang $flags -o "$out/$target" "tests/fuzz/$target.c" $deps $libs)
+for target in $FUZZ_TARGETS; do
+	fuzz_build "$out" "$target"
 	mkdir -p "$out/$target.corpus"
 	if "$out/$target" "$out/$target.corpus" "$src/tests/fuzz/corpus/$target" \
 		-max_total_time="$secs" -print_final_stats=1 >"$out/$target.log" 2>&1; then
