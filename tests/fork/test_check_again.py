@@ -195,10 +195,13 @@ def test_cancel_reaches_a_query_while_a_check_waits_again(bouncer, pg_a):
         reload(bouncer, pg_a, check_query="select 1", again_count=FOREVER, again_ms=20)
         c = waiting_client(bouncer)
         assert wait_for(lambda: agains(bouncer) >= 2, 5)
-        t0 = time.monotonic()
+        # c waits for the connection that is being checked again
+        assert not c.done.is_set(), (c.row, c.error)
+        assert [s["state"] for s in app_servers(bouncer) if s["state"] == "new"] == ["new"]
         busy.cancel()
         th.join(8)
+        # pg_sleep(20) ended early: the cancel went through beside the check
         assert result.get("outcome") == "canceled", result
-        assert time.monotonic() - t0 < 5
-        assert not c.done.is_set()
-        assert [s["state"] for s in app_servers(bouncer) if s["state"] == "new"] == ["new"]
+        # transaction pooling: the canceled query's server is free again and
+        # serves c (asserting c still waits here raced with it, lost on CI)
+        assert c.done.wait(10) and c.error is None, c.error
