@@ -33,6 +33,14 @@ def db_line(scope: str, role: str | None = None, host: str = "127.0.0.1",
     return line
 
 
+def require_built(*paths: str | os.PathLike) -> None:
+    """Fail (never skip) the module when a binary its tests run is not built."""
+    import pytest
+    for path in paths:
+        if not os.path.exists(path):
+            pytest.fail(f"{path} not built: run make (./test.sh builds it)")
+
+
 class Bouncer:
     """The fork with consul_redirect.so, run as the postgres user on 127.0.0.1."""
 

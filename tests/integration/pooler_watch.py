@@ -12,8 +12,14 @@ import time
 import lab
 from fork import Bouncer, Writer
 
-# the table start_writer inserts into; the module's cluster fixture creates it
+# the table start_writer inserts into (create_writes_table)
 WRITES = "faultw"
+
+
+def create_writes_table(cluster: lab.PatroniCluster) -> None:
+    with cluster.connect(autocommit=True) as c:
+        c.execute(f"create table if not exists {WRITES} (id bigserial primary key, "
+                  "t timestamptz default clock_timestamp(), port int default inet_server_port())")
 
 
 class States:

@@ -18,7 +18,6 @@ The lab is module-scoped and every test leaves it healthy.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
@@ -26,8 +25,8 @@ import psycopg
 import pytest
 
 import lab
-from fork import PGBOUNCER, PLUGIN, Bouncer, db_line
-from pooler_watch import WRITES, States, log_lines, report, start_writer
+from fork import PGBOUNCER, PLUGIN, Bouncer, db_line, require_built
+from pooler_watch import WRITES, States, create_writes_table, log_lines, report, start_writer
 from proxy_traps import FaultProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
@@ -43,9 +42,7 @@ CLOCK_SLACK = 0.02
 
 @pytest.fixture(scope="module", autouse=True)
 def _binaries():
-    for path in (PGBOUNCER, PLUGIN):
-        if not os.path.exists(path):
-            pytest.fail(f"{path} not built: run make (./test.sh builds it)")
+    require_built(PGBOUNCER, PLUGIN)
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +52,7 @@ def dc(consul_dc):
 
 @pytest.fixture(scope="module")
 def cluster(dc_patroni_cluster):
-    with dc_patroni_cluster.connect(autocommit=True) as c:
-        c.execute(f"create table if not exists {WRITES} (id bigserial primary key, "
-                  "t timestamptz default clock_timestamp(), port int default inet_server_port())")
+    create_writes_table(dc_patroni_cluster)
     return dc_patroni_cluster
 
 

@@ -35,8 +35,8 @@ import time
 import pytest
 
 import lab
-from fork import PGBOUNCER, PLUGIN, ROOT, Bouncer, db_line
-from pooler_watch import WRITES, States, log_lines, report, start_writer
+from fork import PGBOUNCER, PLUGIN, ROOT, Bouncer, db_line, require_built
+from pooler_watch import States, create_writes_table, log_lines, report, start_writer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
 
@@ -47,9 +47,7 @@ ERROR_CAP = 30.0
 
 @pytest.fixture(scope="module", autouse=True)
 def _binaries():
-    for path in (PGBOUNCER, PLUGIN):
-        if not os.path.exists(path):
-            pytest.fail(f"{path} not built: run make (./test.sh builds it)")
+    require_built(PGBOUNCER, PLUGIN)
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +57,7 @@ def fed(consul_federation):
 
 @pytest.fixture(scope="module")
 def cluster(global_patroni_cluster):
-    with global_patroni_cluster.connect(autocommit=True) as c:
-        c.execute(f"create table if not exists {WRITES} (id bigserial primary key, "
-                  "t timestamptz default clock_timestamp(), port int default inet_server_port())")
+    create_writes_table(global_patroni_cluster)
     return global_patroni_cluster
 
 

@@ -35,7 +35,7 @@ import time
 import pytest
 
 import lab
-from fork import PGBOUNCER, PLUGIN, Bouncer, RecordingWriter, db_line
+from fork import PGBOUNCER, PLUGIN, Bouncer, RecordingWriter, db_line, require_built
 from pooler_watch import States
 from proxy_traps import PartitionProxy
 
@@ -50,9 +50,7 @@ LEADER_CYCLE = "the leader with the lock"
 
 @pytest.fixture(scope="module", autouse=True)
 def _binaries():
-    for path in (PGBOUNCER, PLUGIN):
-        if not os.path.exists(path):
-            pytest.fail(f"{path} not built: run make (./test.sh builds it)")
+    require_built(PGBOUNCER, PLUGIN)
 
 
 def _keep(path, request) -> None:

@@ -31,7 +31,7 @@ import psycopg
 import pytest
 
 import lab
-from fork import PGBOUNCER, PLUGIN, Bouncer, db_line
+from fork import PGBOUNCER, PLUGIN, Bouncer, db_line, require_built
 from proxy_traps import ByteRecorder, FaultProxy, ForwardProxy, TcpProxy, proxy_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="signal")]
@@ -42,9 +42,7 @@ SHOW_CONSUL_COLUMNS = ["database", "scope", "role", "state", "member", "host", "
 
 @pytest.fixture(scope="module", autouse=True)
 def _binaries():
-    for path in (PGBOUNCER, PLUGIN):
-        if not os.path.exists(path):
-            pytest.fail(f"{path} not built: run make (./test.sh builds it)")
+    require_built(PGBOUNCER, PLUGIN)
 
 
 @pytest.fixture
