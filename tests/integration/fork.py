@@ -128,12 +128,12 @@ class Bouncer:
         except OSError:
             return ""
 
-    def conninfo(self, dbname: str) -> str:
+    def conninfo(self, dbname: str, connect_timeout: int = 10) -> str:
         return (f"host=127.0.0.1 port={self.port} user=postgres password=postgres "
-                f"dbname={dbname} connect_timeout=10")
+                f"dbname={dbname} connect_timeout={connect_timeout}")
 
-    def connect(self, dbname: str) -> psycopg.Connection:
-        return psycopg.connect(self.conninfo(dbname), autocommit=True)
+    def connect(self, dbname: str, connect_timeout: int = 10) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo(dbname, connect_timeout), autocommit=True)
 
     def admin(self, query: str) -> list[dict]:
         with self.connect("pgbouncer") as c:
@@ -166,8 +166,11 @@ class Bouncer:
         lab.wait_until(lambda: self.waiting(db) >= n, timeout, 0.05,
                        f"{n} client(s) of {db} waiting in SHOW POOLS")
 
-    def value(self, db: str, query: str):
-        with self.connect(db) as c:
+    def value(self, db: str, query: str, connect_timeout: int = 10):
+        """The first column of query's first row.  A client's login waits for
+        a server while the pool has none yet: a test that holds the first
+        query of an entry passes a connect_timeout beyond its hold."""
+        with self.connect(db, connect_timeout) as c:
             return c.execute(query).fetchone()[0]
 
     def reload(self) -> None:

@@ -37,6 +37,16 @@ def replica_ports(cluster: lab.PatroniCluster) -> list[int]:
     return sorted(member_port(cluster, n) for n in cluster.names if n != leader)
 
 
+# a held query's client: its login waits too while the entry has no server
+# yet, so its connect_timeout outlasts the tests' holds (no_leader_timeout up
+# to 120 s), not libpq's 10 s (seen on CI: a login timed out mid-backoff)
+HELD_CONNECT_TIMEOUT = 150
+
+
+def held_value(b: Bouncer, db: str, query: str):
+    return b.value(db, query, connect_timeout=HELD_CONNECT_TIMEOUT)
+
+
 def run_in_thread(fn) -> tuple[threading.Thread, list]:
     out: list = []
 
@@ -104,7 +114,7 @@ def test_replica_entry_refuses_a_server_out_of_recovery(fake, consul, bouncer_fa
     b = bouncer_factory(consul, {"fro": db_line("fake", "replica")},
                         consul_settings={"no_leader_timeout": "60s"}).start()
     b.wait_row("fro", lambda r: r["state"] == "following" and r["member"] == "r")
-    t, got = run_in_thread(lambda: b.value("fro", "select pg_is_in_recovery()"))
+    t, got = run_in_thread(lambda: held_value(b, "fro", "select pg_is_in_recovery()"))
     row = b.wait_row("fro", lambda r: r["last_error"] and "not in recovery" in r["last_error"])
     assert f"127.0.0.1 port {lp} refused" in row["last_error"]
     assert got == [] and t.is_alive()
@@ -124,7 +134,7 @@ def test_refused_server_backs_off(fake, consul, bouncer_factory, patroni_cluster
     b = bouncer_factory(consul, {"fdb": db_line("fake")},
                         consul_settings={"no_leader_timeout": "120s"}).start()
     b.wait_row("fdb", lambda r: r["state"] == "following")
-    t, got = run_in_thread(lambda: b.value("fdb", "select 1"))
+    t, got = run_in_thread(lambda: held_value(b, "fdb", "select 1"))
 
     def paused_ms(r):
         m = re.search(r"refused (\d+) times: .*next try in (\d+) ms", r["last_error"] or "")
@@ -193,7 +203,7 @@ def test_reload_moving_entry_holds_until_the_new_scope_answers(fake, consul, bou
         b.consul_settings["url"] = hang.url
         b.reload()
         b.wait_row("fdb", lambda r: r["scope"] == "other")
-        t, got = run_in_thread(lambda: b.value("fdb", "select inet_server_port()"))
+        t, got = run_in_thread(lambda: held_value(b, "fdb", "select inet_server_port()"))
         t.join(60)
         assert not t.is_alive() and len(got) == 1
         assert isinstance(got[0], psycopg.Error), got
