@@ -336,7 +336,9 @@ def test_query_waits_for_new_leader(fake, consul, bouncer_factory, patroni_clust
     fake.no_leader()
     b.wait_row("fdb", lambda r: r["state"] == "no_leader")
     got: list = []
-    t = threading.Thread(target=lambda: got.append(b.value("fdb", "select 42")), daemon=True)
+    # the login waits too (no server yet): beyond libpq's 10 s under load
+    t = threading.Thread(target=lambda: got.append(b.value("fdb", "select 42", connect_timeout=60)),
+                         daemon=True)
     t.start()
     b.wait_waiting("fdb")                   # held while there is no leader
     assert got == []
@@ -444,7 +446,8 @@ def test_replica_role_without_running_member_holds(patroni_cluster, fake, consul
                         consul_settings={"no_leader_timeout": "60s"}).start()
     b.wait_row("fro", lambda r: r["state"] == "no_member")
     got: list = []
-    t = threading.Thread(target=lambda: got.append(b.value("fro", "select pg_is_in_recovery()")),
+    t = threading.Thread(target=lambda: got.append(b.value("fro", "select pg_is_in_recovery()",
+                                                           connect_timeout=60)),
                          daemon=True)
     t.start()
     b.wait_waiting("fro")                   # held: no running replica yet
