@@ -49,10 +49,12 @@ def test_man_page_names_every_exit_code():
 
 
 def test_plugin_man_page_names_every_key():
-    src = (ROOT / "plugin/consul_redirect.c").read_text()
-    known = re.search(r'known: ([a-z_, "\n\t]+)\)', src).group(1)
+    # the [consul] keys are checked in lib/plugin_settings.c (its "known:"
+    # list), the database keys the plugin claims are listed in the plugin
+    known = re.search(r'known: ([a-z_, "\n\t]+)\)',
+                      (ROOT / "lib/plugin_settings.c").read_text()).group(1)
     keys = re.findall(r"[a-z_]+", known.replace('"', " "))
-    db_keys = re.findall(r'"(patroni_[a-z_]+)"', src)
+    db_keys = re.findall(r'"(patroni_[a-z_]+)"', (ROOT / "plugin/consul_redirect.c").read_text())
     assert "url" in keys and "patroni_scope" in db_keys
     for k in keys:
         assert f"\n**{k}**\n" in PLUGIN_MD, k
