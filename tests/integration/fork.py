@@ -200,8 +200,7 @@ class Writer:
             try:
                 if conn is None:
                     conn = psycopg.connect(self.conninfo, autocommit=True)
-                conn.execute(self.statement)
-                self.done.append(time.monotonic())
+                self._write(conn)
             except psycopg.Error as e:
                 self.errors.append((time.monotonic(), str(e).strip().splitlines()[0]))
                 try:
@@ -213,6 +212,11 @@ class Writer:
             self._stop.wait(self.interval)
         if conn is not None:
             conn.close()
+
+    def _write(self, conn: psycopg.Connection) -> None:
+        """One write; raises psycopg.Error when it was not acknowledged."""
+        conn.execute(self.statement)
+        self.done.append(time.monotonic())
 
     def stop(self) -> None:
         self._stop.set()
@@ -249,31 +253,15 @@ class RecordingWriter(Writer):
         super().__init__(conninfo, "", interval)
         self.table, self.src = table, src
         self.acked: list[tuple[int, float, int]] = []
+        self._n = 0
+        self._sql = f"insert into {table} (src, id) values (%s, %s) returning port"
 
-    def _run(self) -> None:
-        conn = None
-        n = 0
-        sql = f"insert into {self.table} (src, id) values (%s, %s) returning port"
-        while not self._stop.is_set():
-            n += 1
-            try:
-                if conn is None:
-                    conn = psycopg.connect(self.conninfo, autocommit=True)
-                port = conn.execute(sql, (self.src, n)).fetchone()[0]
-                t = time.monotonic()
-                self.done.append(t)
-                self.acked.append((n, t, port))
-            except psycopg.Error as e:
-                self.errors.append((time.monotonic(), str(e).strip().splitlines()[0]))
-                try:
-                    if conn is not None:
-                        conn.close()
-                except psycopg.Error:
-                    pass
-                conn = None
-            self._stop.wait(self.interval)
-        if conn is not None:
-            conn.close()
+    def _write(self, conn: psycopg.Connection) -> None:
+        self._n += 1
+        port = conn.execute(self._sql, (self.src, self._n)).fetchone()[0]
+        t = time.monotonic()
+        self.done.append(t)
+        self.acked.append((self._n, t, port))
 
     def lost(self, conn: psycopg.Connection) -> list[int]:
         """The acknowledged ids that `conn`'s server does not have."""
