@@ -133,7 +133,7 @@ http_consul(const struct helper_config *cfg, const char *method, const char *pat
 	    const char *body, long timeout_ms, struct consul_response *resp,
 	    char *err, size_t errlen)
 {
-	char url[CONSUL_URL_MAX + 512];
+	char url[CONSUL_KV_URL_MAX(32)];	/* an API path, a scope's keys the longest */
 
 	memset(resp, 0, sizeof(*resp));
 	if (!consul_api_url(&cfg->consul, path, url, sizeof(url), err, errlen))

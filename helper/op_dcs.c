@@ -13,19 +13,32 @@
 #include "op_exec.h"
 #include "patroni_rest.h"
 
-/* "/v1/kv/<namespace>/<scope>/<key>", with dc=<datacenter> when one is set */
+/* "/v1/kv/<namespace>/<scope>/<key>" (a key of a few bytes) and its dc= */
+#define KV_PATH_MAX (CONSUL_KV_URL_MAX(32) - CONSUL_URL_MAX)
+
+/* the path, or false with err naming what is missing or too long */
 static bool
-kv_path(const struct op *op, const char *key, char *out, size_t len)
+kv_path(const struct op *op, const char *key, char *out, size_t len, char *err,
+	size_t errlen)
 {
 	char dc[CONSUL_DATACENTER_MAX + 8] = "";
+	int n;
 
-	if (op->cfg->scope[0] == '\0' || op->cfg->consul.namespace_[0] == '\0')
+	if (op->cfg->scope[0] == '\0' || op->cfg->consul.namespace_[0] == '\0') {
+		errbuf_set(err, errlen, "no scope or namespace for the DCS key \"%s\"", key);
 		return false;
+	}
 	if (op->cfg->consul.datacenter[0] != '\0')
 		snprintf(dc, sizeof(dc), "%cdc=%s", strchr(key, '?') ? '&' : '?',
 			 op->cfg->consul.datacenter);
-	return snprintf(out, len, "/v1/kv/%s/%s/%s%s", op->cfg->consul.namespace_,
-			op->cfg->scope, key, dc) < (int) len;
+	n = snprintf(out, len, "/v1/kv/%s/%s/%s%s", op->cfg->consul.namespace_,
+		     op->cfg->scope, key, dc);
+	if (n < 0 || (size_t) n >= len) {
+		errbuf_set(err, errlen, "the DCS path of key \"%s\" in scope \"%s\" is too long",
+			   key, op->cfg->scope);
+		return false;
+	}
+	return true;
 }
 
 bool
@@ -33,14 +46,12 @@ op_dcs_config_get(const struct op *op, char *out, size_t len, char *err, size_t 
 {
 	struct consul_response resp;
 	struct json_object *obj;
-	char path[600];
+	char path[KV_PATH_MAX];
 	const char *text;
 	bool ok = false;
 
-	if (!kv_path(op, "config?raw", path, sizeof(path))) {
-		errbuf_set(err, errlen, "no scope or namespace for the DCS configuration key");
+	if (!kv_path(op, "config?raw", path, sizeof(path), err, errlen))
 		return false;
-	}
 	if (!http_consul(op->cfg, "GET", path, NULL, HTTP_TIMEOUT_MS, &resp, err, errlen))
 		return false;
 	if (resp.status != 200) {
@@ -70,12 +81,12 @@ bool
 op_dcs_remove(struct op *op)
 {
 	struct consul_response resp;
-	char path[600], err[1024];
+	char path[KV_PATH_MAX], err[1024];
 	long status;
 
 	/* an empty scope would make this service//?recurse, or the whole namespace */
-	if (!kv_path(op, "?recurse", path, sizeof(path))) {
-		log_error("refusing to remove DCS state without a scope and namespace");
+	if (!kv_path(op, "?recurse", path, sizeof(path), err, sizeof(err))) {
+		log_error("refusing to remove DCS state: %s", err);
 		return false;
 	}
 	if (op->dry_run) {
@@ -149,7 +160,7 @@ op_dcs_config_put(struct op *op)
 {
 	static char now[OP_CONFIG_MAX];
 	struct consul_response resp;
-	char path[600], shown[256], err[1024];
+	char path[KV_PATH_MAX], check[KV_PATH_MAX], shown[256], err[1024];
 	bool written;
 
 	if (op->dcs_config[0] == '\0') {
@@ -158,8 +169,9 @@ op_dcs_config_put(struct op *op)
 			  op->state_path);
 		return false;
 	}
-	if (!kv_path(op, "config?cas=0", path, sizeof(path))) {
-		log_error("no scope or namespace for the DCS configuration key");
+	if (!kv_path(op, "config?cas=0", path, sizeof(path), err, sizeof(err)) ||
+	    !kv_path(op, "config", check, sizeof(check), err, sizeof(err))) {
+		log_error("%s", err);
 		return false;
 	}
 	describe_config(op->dcs_config, shown, sizeof(shown));
@@ -167,8 +179,7 @@ op_dcs_config_put(struct op *op)
 	if (op->dry_run) {
 		printf("    [local] PUT %s%s (the saved configuration, only if absent)\n",
 		       op->cfg->consul.url, path);
-		printf("    check: GET %s/v1/kv/%s/%s/config holds it\n", op->cfg->consul.url,
-		       op->cfg->consul.namespace_, op->cfg->scope);
+		printf("    check: GET %s%s holds it\n", op->cfg->consul.url, check);
 		return true;
 	}
 	/* cas=0: never overwrite a configuration someone wrote since the removal */

@@ -322,13 +322,37 @@ consul_token_read(const char *path, char *token, size_t len, char *err, size_t e
 	return ok;
 }
 
+/*
+ * append "<sep>name", "<sep>index=N[&wait=W]" or "<sep>name=value" to the
+ * query; *qn past size - 1 means it did not fit (and nothing more is added)
+ */
+static void
+kv_query_add(char *query, size_t size, size_t *qn, const char *sep,
+	     const char *name, uint64_t index, const char *value)
+{
+	int n;
+
+	if (*qn >= size)
+		return;
+	if (index > 0 && value != NULL)
+		n = snprintf(query + *qn, size - *qn, "%s%s=%" PRIu64 "&wait=%s", sep, name,
+			     index, value);
+	else if (index > 0)
+		n = snprintf(query + *qn, size - *qn, "%s%s=%" PRIu64, sep, name, index);
+	else if (value != NULL)
+		n = snprintf(query + *qn, size - *qn, "%s%s=%s", sep, name, value);
+	else
+		n = snprintf(query + *qn, size - *qn, "%s%s", sep, name);
+	*qn = n < 0 ? size : *qn + (size_t) n;
+}
+
 bool
 consul_kv_url(const struct consul_settings *s, const char *scope, const char *key,
 	      uint64_t index, bool recurse, char *url, size_t len, char *err, size_t errlen)
 {
 	char shown[ERRBUF_VALUE_MAX];
 	char wait[32];
-	char query[128 + CONSUL_DATACENTER_MAX];
+	char query[CONSUL_KV_QUERY_MAX];
 	const char *sep = "?";
 	const char *why;
 	size_t qn = 0;
@@ -366,27 +390,28 @@ consul_kv_url(const struct consul_settings *s, const char *scope, const char *ke
 	if (index > 0) {
 		if (s->wait_usec > 0) {
 			duration_format(s->wait_usec, wait, sizeof(wait));
-			qn += (size_t) snprintf(query + qn, sizeof(query) - qn,
-						"%sindex=%" PRIu64 "&wait=%s", sep, index, wait);
+			kv_query_add(query, sizeof(query), &qn, sep, "index", index, wait);
 		} else {
-			qn += (size_t) snprintf(query + qn, sizeof(query) - qn,
-						"%sindex=%" PRIu64, sep, index);
+			kv_query_add(query, sizeof(query), &qn, sep, "index", index, NULL);
 		}
 		sep = "&";
 	}
 	if (s->consistency != CONSUL_CONSISTENCY_DEFAULT) {
-		qn += (size_t) snprintf(query + qn, sizeof(query) - qn, "%s%s", sep,
-					consul_consistency_name(s->consistency));
+		kv_query_add(query, sizeof(query), &qn, sep,
+			     consul_consistency_name(s->consistency), 0, NULL);
 		sep = "&";
 	}
 	/* a valid name is [A-Za-z0-9_-]: nothing to escape */
 	if (s->datacenter[0] != '\0') {
-		qn += (size_t) snprintf(query + qn, sizeof(query) - qn, "%sdc=%s", sep,
-					s->datacenter);
+		kv_query_add(query, sizeof(query), &qn, sep, "dc", 0, s->datacenter);
 		sep = "&";
 	}
 	if (recurse)
-		snprintf(query + qn, sizeof(query) - qn, "%srecurse", sep);
+		kv_query_add(query, sizeof(query), &qn, sep, "recurse", 0, NULL);
+	if (qn >= sizeof(query)) {
+		errbuf_set(err, errlen, "consul query for scope \"%s\" is too long", scope);
+		return false;
+	}
 
 	n = snprintf(url, len, "%s/v1/kv/%s/%s/%s%s", s->url, s->namespace_, scope, key, query);
 	if (n < 0 || (size_t) n >= len) {

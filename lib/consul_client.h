@@ -17,6 +17,15 @@
 #define CONSUL_BODY_MAX (1024 * 1024)		/* answers larger than this are refused */
 #define CONSUL_CONNECT_TIMEOUT_MS 5000L		/* cap on the TCP/TLS connect phase */
 #define CONSUL_DATACENTER_MAX 128		/* a datacenter name is shorter than this */
+/* what consul_kv_url puts after the path: index, wait, consistency, dc, recurse */
+#define CONSUL_KV_QUERY_MAX (128 + CONSUL_DATACENTER_MAX)
+/*
+ * the longest URL consul_kv_url makes for a key of at most keymax bytes:
+ * url, "/v1/kv/", a namespace and a scope (each shorter than 256), the
+ * key, the slashes and the query
+ */
+#define CONSUL_KV_URL_MAX(keymax) (CONSUL_URL_MAX + 8 + 256 + 256 + 2 + (keymax) + \
+				   CONSUL_KV_QUERY_MAX)
 #define CONSUL_DEFAULT_WAIT_USEC (UINT64_C(300) * 1000000)	/* Consul's own default wait */
 
 enum consul_consistency {

@@ -311,6 +311,39 @@ test_consul_kv_url_consistency(void **state)
 		  "http://127.0.0.1:8500/v1/kv/service/batman/leader?stale");
 }
 
+/* the longest url, namespace, scope, datacenter and query still fit CONSUL_KV_URL_MAX */
+static void
+test_consul_kv_url_longest_fits(void **state)
+{
+	struct consul_settings s;
+	char scope[256], url[CONSUL_KV_URL_MAX(0)], err[256] = "";
+	size_t n;
+
+	settings_default(&s);
+	n = sizeof(s.url) - 1;
+	memset(s.url, 'u', n);
+	memcpy(s.url, "http://", 7);
+	s.url[n] = '\0';
+	memset(s.namespace_, 'n', sizeof(s.namespace_) - 1);
+	s.namespace_[sizeof(s.namespace_) - 1] = '\0';
+	memset(s.datacenter, 'd', sizeof(s.datacenter) - 1);
+	s.datacenter[sizeof(s.datacenter) - 1] = '\0';
+	memset(scope, 's', sizeof(scope) - 1);
+	scope[sizeof(scope) - 1] = '\0';
+	s.wait_usec = UINT64_C(599999999);	/* the longest wait text */
+	s.consistency = CONSUL_CONSISTENCY_CONSISTENT;
+	if (!consul_kv_url(&s, scope, "", UINT64_MAX, true, url, sizeof(url), err,
+			   sizeof(err)))
+		fail_msg("longest kv url refused: %s", err);
+	assert_non_null(strstr(url, "&consistent&dc=ddd"));
+	assert_non_null(strstr(url, "&recurse"));
+	/* one byte less than it needs: refused with a message, not cut */
+	n = strlen(url);
+	assert_false(consul_kv_url(&s, scope, "", UINT64_MAX, true, url, n, err, sizeof(err)));
+	/* the 255-byte scope it names takes the rest of err */
+	assert_non_null(strstr(err, "consul url for key \"\" of scope \"sss"));
+}
+
 static void
 test_consul_kv_url_datacenter(void **state)
 {
@@ -906,6 +939,7 @@ main(void)
 		cmocka_unit_test(test_consul_kv_url_index_zero_is_non_blocking),
 		cmocka_unit_test(test_consul_kv_url_consistency),
 		cmocka_unit_test(test_consul_kv_url_datacenter),
+		cmocka_unit_test(test_consul_kv_url_longest_fits),
 		cmocka_unit_test(test_consul_datacenter_valid_names),
 		cmocka_unit_test(test_consul_kv_url_recurse_scope_prefix),
 		cmocka_unit_test(test_consul_kv_url_refuses_bad_names),
