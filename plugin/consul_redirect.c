@@ -119,16 +119,41 @@ redirect_read_config(const struct pgb_config *config,
 }
 
 /* anything that changes where or how Consul is asked */
+/*
+ * the [consul] keys whose values differ, named as in pgbouncer.ini
+ * ("url, wait"); false when none does
+ */
 static bool
 redirect_consul_changed(const struct consul_settings *a,
-			const struct consul_settings *b)
+			const struct consul_settings *b, char *names,
+			size_t len)
 {
-	return strcmp(a->url, b->url) != 0 || strcmp(a->token, b->token) != 0 ||
-	       strcmp(a->ca_file, b->ca_file) != 0 ||
-	       strcmp(a->proxy, b->proxy) != 0 ||
-	       strcmp(a->namespace_, b->namespace_) != 0 ||
-	       strcmp(a->datacenter, b->datacenter) != 0 ||
-	       a->wait_usec != b->wait_usec || a->consistency != b->consistency;
+	const struct {
+		bool changed;
+		const char *key;
+	} keys[] = {
+		{ strcmp(a->url, b->url) != 0, "url" },
+		{ strcmp(a->token, b->token) != 0, "token_file" },
+		{ strcmp(a->ca_file, b->ca_file) != 0, "ca_file" },
+		{ strcmp(a->proxy, b->proxy) != 0, "proxy" },
+		{ strcmp(a->namespace_, b->namespace_) != 0, "namespace" },
+		{ strcmp(a->datacenter, b->datacenter) != 0, "datacenter" },
+		{ a->wait_usec != b->wait_usec, "wait" },
+		{ a->consistency != b->consistency, "consistency" },
+	};
+	size_t i, n = 0;
+
+	names[0] = '\0';
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (!keys[i].changed)
+			continue;
+		/* the names fit: their sum is far below any caller's buffer */
+		n += (size_t)snprintf(names + n, len - n, "%s%s",
+				      n > 0 ? ", " : "", keys[i].key);
+		if (n >= len)
+			break;
+	}
+	return names[0] != '\0';
 }
 
 static const struct redirect_binding *
@@ -249,8 +274,10 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 	       const struct redirect_binding *want, int n, char *err,
 	       size_t errlen)
 {
+	char changed[160];
 	bool restart = cr->configured &&
-		       redirect_consul_changed(&cr->opts.consul, &s->opts.consul);
+		       redirect_consul_changed(&cr->opts.consul, &s->opts.consul,
+					       changed, sizeof(changed));
 	struct watch **grown;
 	bool *moved = calloc(n > 0 ? n : 1, sizeof(*moved));
 	enum patroni_entry_role role;
@@ -269,8 +296,8 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 	for (i = 0; i < cr->watch_count; i++) {
 		if (restart) {
 			plugin_log(cr->api, PGB_LOG_INFO,
-				     "scope \"%s\": consul settings changed, watch restarted",
-				     watch_scope(cr->watches[i]));
+				     "scope \"%s\": consul settings changed (%s), watch restarted",
+				     watch_scope(cr->watches[i]), changed);
 			watch_restart(cr->watches[i], &s->opts);
 		} else {
 			watch_set_options(cr->watches[i], &s->opts);

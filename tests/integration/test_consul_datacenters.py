@@ -313,6 +313,9 @@ def test_unknown_datacenter_keeps_leader(fed, cluster, bouncer):
     assert w.errors == []
     assert log_lines(b, r"consul unreachable: .*dc=nowhere.*No path to datacenter"), \
         b.logfile_text()
+    # only the datacenter changed at each RELOAD, and the log says so
+    restarted = r'scope "raddb": consul settings changed \(datacenter\), watch restarted'
+    assert len(log_lines(b, restarted)) == 2, b.logfile_text()
 
 
 @pytest.mark.parametrize("value", ["glo.bal", "dc 1", "dc1&recurse", "dc/1"])

@@ -257,7 +257,7 @@ def test_reload_keeps_unchanged_entry_connection(patroni_cluster, consul, bounce
         assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
         b.consul_settings["wait"] = "45s"      # restarts the watch, not the connections
         b.reload()
-        lab.wait_until(lambda: "consul settings changed, watch restarted" in b.logfile_text(),
+        lab.wait_until(lambda: "consul settings changed (wait), watch restarted" in b.logfile_text(),
                        15, 0.05, "watch restarted")
         b.wait_row("raddb", lambda r: r["state"] == "following")
         assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
@@ -750,7 +750,7 @@ def test_reload_changes_watches(patroni_cluster, consul, fresh_consul, bouncer_f
                 assert int(row["port"]) == p2.port
             row = b.wait_row("keep", lambda r: r["state"] == "following" and r["member"] == leader)
             assert int(row["port"]) == lp and row["switches"] == keep_switches
-            assert "consul settings changed, watch restarted" in b.logfile_text()
+            assert "consul settings changed (url, wait), watch restarted" in b.logfile_text()
             assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
             assert b.value("fdb", "select inet_server_port()") == lp and p2.accepted >= 1
             other_b.no_leader()
