@@ -114,7 +114,7 @@ plugin_settings_defaults(struct plugin_settings *s)
 	snprintf(s->consul.url, sizeof(s->consul.url), "%s", PLUGIN_DEFAULT_URL);
 	snprintf(s->consul.namespace_, sizeof(s->consul.namespace_), "%s",
 		 PLUGIN_DEFAULT_NAMESPACE);
-	s->consul.wait_usec = PLUGIN_DEFAULT_WAIT_USEC;
+	s->consul.wait_usec = CONSUL_DEFAULT_WAIT_USEC;
 	s->consul.consistency = CONSUL_CONSISTENCY_DEFAULT;
 	s->no_leader_timeout_usec = PLUGIN_DEFAULT_NO_LEADER_USEC;
 }
