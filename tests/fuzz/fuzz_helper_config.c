@@ -26,6 +26,7 @@ static char fh_path[64];
 static void
 fh_check_config(const struct helper_config *c)
 {
+	const char *why;
 	int i;
 
 	if (c->exclude_count < 0 || c->exclude_count > HELPER_LIST_MAX ||
@@ -43,6 +44,9 @@ fh_check_config(const struct helper_config *c)
 	for (i = 0; i < c->datacenter_count; i++)
 		if (!FH_STR_OK(c->datacenters[i]))
 			abort();
+	/* the [consul] datacenter that goes into every KV request's dc= */
+	if (c->consul.datacenter[0] != '\0' && !consul_datacenter_valid(c->consul.datacenter, &why))
+		abort();
 	for (i = 0; i < 3; i++)
 		if (helper_config_pq_ttl(c, i) != (c->pq_ttl_set[i] ? c->pq_ttl_usec[i] : c->dns_ttl_usec))
 			abort();

@@ -42,6 +42,7 @@ static void
 fi_check_settings(const struct plugin_settings *s)
 {
 	char shown[CONSUL_URL_MAX];
+	const char *why;
 	size_t n;
 
 	if (!consul_url_check(s->consul.url, NULL, 0))
@@ -63,6 +64,9 @@ fi_check_settings(const struct plugin_settings *s)
 	if (s->consul.consistency != CONSUL_CONSISTENCY_DEFAULT &&
 	    s->consul.consistency != CONSUL_CONSISTENCY_CONSISTENT &&
 	    s->consul.consistency != CONSUL_CONSISTENCY_STALE)
+		abort();
+	if (s->consul.datacenter[0] != '\0' &&
+	    !consul_datacenter_valid(s->consul.datacenter, &why))
 		abort();
 }
 
@@ -122,7 +126,7 @@ fi_database(char *line)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct plugin_settings s;
+	struct plugin_settings s, before;
 	char *text, *line, *save = NULL;
 	char err[1024];
 	int section = 0;	/* 0 none, 1 consul, 2 databases */
@@ -151,8 +155,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		*eq = '\0';
 		err[0] = '\0';
-		if (!plugin_settings_set(&s, fi_trim(l), fi_trim(eq + 1), err, sizeof(err)))
+		memcpy(&before, &s, sizeof(s));
+		if (!plugin_settings_set(&s, fi_trim(l), fi_trim(eq + 1), err, sizeof(err))) {
 			fi_refused(err, sizeof(err));
+			/* a refused value is not stored, not even in part */
+			if (memcmp(&before, &s, sizeof(s)) != 0)
+				abort();
+		}
 		fi_check_settings(&s);
 	}
 	free(text);
