@@ -9,7 +9,6 @@ import json
 import pytest
 
 import lab
-from certs import make_ca, make_cert
 from fork import Bouncer, db_line
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180, method="signal")]
