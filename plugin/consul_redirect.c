@@ -118,10 +118,10 @@ redirect_read_config(const struct pgb_config *config,
 	return true;
 }
 
-/* anything that changes where or how Consul is asked */
 /*
- * the [consul] keys whose values differ, named as in pgbouncer.ini
- * ("url, wait"); false when none does
+ * anything that changes where or how Consul is asked: the [consul] keys
+ * whose values differ, named as in pgbouncer.ini ("url, wait"); false
+ * when none does
  */
 static bool
 redirect_consul_changed(const struct consul_settings *a,
