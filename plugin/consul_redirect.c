@@ -148,7 +148,7 @@ redirect_consul_changed(const struct consul_settings *a,
 		if (!keys[i].changed)
 			continue;
 		/* the names fit: their sum is far below any caller's buffer */
-		n += (size_t)snprintf(names + n, len - n, "%s%s",
+		n += (size_t) snprintf(names + n, len - n, "%s%s",
 				      n > 0 ? ", " : "", keys[i].key);
 		if (n >= len)
 			break;
@@ -253,7 +253,7 @@ redirect_check_wait_timeouts(struct consul_redirect *cr)
 	qwt = strtod(buf, &end);
 	if (end == buf || qwt <= 0)
 		return;			/* 0: PgBouncer never ends the wait */
-	qwt_usec = (uint64_t)(qwt * 1e6);
+	qwt_usec = (uint64_t) (qwt * 1e6);
 	if (cr->opts.no_leader_timeout_usec < qwt_usec) {
 		cr->warned_wait_usec = 0;
 		return;
@@ -266,7 +266,7 @@ redirect_check_wait_timeouts(struct consul_redirect *cr)
 		   "a query held without a leader is ended by PgBouncer's query_wait_timeout, "
 		   "which disconnects the client, before no_leader_timeout fails it with an "
 		   "error naming the scope; set no_leader_timeout lower",
-		   (double)cr->opts.no_leader_timeout_usec / 1e6, buf);
+		   (double) cr->opts.no_leader_timeout_usec / 1e6, buf);
 }
 
 static bool

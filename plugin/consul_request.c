@@ -114,7 +114,7 @@ consul_request_retry_after(struct consul_request *req, CURL *easy)
 	/* more than a day is as good as a day: the caller caps it far lower */
 	if (secs > 86400)
 		secs = 86400;
-	req->retry_after_usec = (uint64_t)secs * 1000000;
+	req->retry_after_usec = (uint64_t) secs * 1000000;
 }
 
 enum consul_answer

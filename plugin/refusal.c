@@ -46,7 +46,7 @@ refusal_init(struct watch_binding *b)
 
 	r->state = REFUSAL_NONE;
 	backoff_init(&r->backoff, REFUSAL_SLOW_BASE_USEC, REFUSAL_SLOW_CAP_USEC,
-		     (unsigned int)getpid() ^ (unsigned int)(uintptr_t)b);
+		     (unsigned int) getpid() ^ (unsigned int) (uintptr_t) b);
 	r->timer = evtimer_new(b->w->api->event_base, refusal_timer_cb, b);
 	return r->timer != NULL;
 }
@@ -129,7 +129,7 @@ watch_server_promoting(struct watch *w, const char *db, const char *host,
 		plugin_log(w->api, PGB_LOG_INFO,
 			   "scope \"%s\": database \"%s\": leader %s at %s port %d is still in recovery; checking the same connection again every %d ms for up to %d s",
 			   w->scope, db, t->cur.addrs[0].member, host, port, REFUSAL_POLL_MS,
-			   (int)(REFUSAL_POLL_FOR_USEC / WATCH_USEC_PER_SEC));
+			   (int) (REFUSAL_POLL_FOR_USEC / WATCH_USEC_PER_SEC));
 	}
 	if (now - r->poll_since >= REFUSAL_POLL_FOR_USEC)
 		return false;

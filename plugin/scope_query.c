@@ -34,7 +34,7 @@ scope_query_now(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * SCOPE_QUERY_USEC_PER_SEC + ts.tv_nsec / 1000;
+	return (uint64_t) ts.tv_sec * SCOPE_QUERY_USEC_PER_SEC + ts.tv_nsec / 1000;
 }
 
 static void
@@ -137,7 +137,7 @@ scope_query_start(struct scope_query *q)
 static unsigned int
 scope_query_seed(const char *scope)
 {
-	unsigned int h = (unsigned int)getpid() ^ (unsigned int)scope_query_now();
+	unsigned int h = (unsigned int) getpid() ^ (unsigned int) scope_query_now();
 
 	while (*scope)
 		h = h * 31 + (unsigned char)*scope++;

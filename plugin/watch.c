@@ -25,7 +25,7 @@ watch_now_usec(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * WATCH_USEC_PER_SEC + ts.tv_nsec / 1000;
+	return (uint64_t) ts.tv_sec * WATCH_USEC_PER_SEC + ts.tv_nsec / 1000;
 }
 
 void
