@@ -295,7 +295,7 @@ curl_loop_new(struct event_base *base, char *err, size_t errlen)
 	curl_multi_setopt(loop->multi, CURLMOPT_TIMERFUNCTION, curl_loop_multi_timer_cb);
 	curl_multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop);
 	/* libcurl's default; said here because the scale depends on it */
-	curl_multi_setopt(loop->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(loop->multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
 	return loop;
 }
 

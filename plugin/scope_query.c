@@ -140,7 +140,7 @@ scope_query_seed(const char *scope)
 	unsigned int h = (unsigned int) getpid() ^ (unsigned int) scope_query_now();
 
 	while (*scope)
-		h = h * 31 + (unsigned char)*scope++;
+		h = h * 31 + (unsigned char) *scope++;
 	return h;
 }
 
