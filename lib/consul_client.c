@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,27 +323,21 @@ consul_token_read(const char *path, char *token, size_t len, char *err, size_t e
 	return ok;
 }
 
-/*
- * append "<sep>name", "<sep>index=N[&wait=W]" or "<sep>name=value" to the
- * query; *qn past size - 1 means it did not fit (and nothing more is added)
- */
+/* printf to the end of the query; *qn >= size once something did not fit */
+static void kv_query_add(char *query, size_t size, size_t *qn, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 static void
-kv_query_add(char *query, size_t size, size_t *qn, const char *sep,
-	     const char *name, uint64_t index, const char *value)
+kv_query_add(char *query, size_t size, size_t *qn, const char *fmt, ...)
 {
+	va_list ap;
 	int n;
 
 	if (*qn >= size)
 		return;
-	if (index > 0 && value != NULL)
-		n = snprintf(query + *qn, size - *qn, "%s%s=%" PRIu64 "&wait=%s", sep, name,
-			     index, value);
-	else if (index > 0)
-		n = snprintf(query + *qn, size - *qn, "%s%s=%" PRIu64, sep, name, index);
-	else if (value != NULL)
-		n = snprintf(query + *qn, size - *qn, "%s%s=%s", sep, name, value);
-	else
-		n = snprintf(query + *qn, size - *qn, "%s%s", sep, name);
+	va_start(ap, fmt);
+	n = vsnprintf(query + *qn, size - *qn, fmt, ap);
+	va_end(ap);
 	*qn = n < 0 ? size : *qn + (size_t) n;
 }
 
@@ -390,24 +385,25 @@ consul_kv_url(const struct consul_settings *s, const char *scope, const char *ke
 	if (index > 0) {
 		if (s->wait_usec > 0) {
 			duration_format(s->wait_usec, wait, sizeof(wait));
-			kv_query_add(query, sizeof(query), &qn, sep, "index", index, wait);
+			kv_query_add(query, sizeof(query), &qn, "%sindex=%" PRIu64 "&wait=%s",
+				     sep, index, wait);
 		} else {
-			kv_query_add(query, sizeof(query), &qn, sep, "index", index, NULL);
+			kv_query_add(query, sizeof(query), &qn, "%sindex=%" PRIu64, sep, index);
 		}
 		sep = "&";
 	}
 	if (s->consistency != CONSUL_CONSISTENCY_DEFAULT) {
-		kv_query_add(query, sizeof(query), &qn, sep,
-			     consul_consistency_name(s->consistency), 0, NULL);
+		kv_query_add(query, sizeof(query), &qn, "%s%s", sep,
+			     consul_consistency_name(s->consistency));
 		sep = "&";
 	}
 	/* a valid name is [A-Za-z0-9_-]: nothing to escape */
 	if (s->datacenter[0] != '\0') {
-		kv_query_add(query, sizeof(query), &qn, sep, "dc", 0, s->datacenter);
+		kv_query_add(query, sizeof(query), &qn, "%sdc=%s", sep, s->datacenter);
 		sep = "&";
 	}
 	if (recurse)
-		kv_query_add(query, sizeof(query), &qn, sep, "recurse", 0, NULL);
+		kv_query_add(query, sizeof(query), &qn, "%srecurse", sep);
 	if (qn >= sizeof(query)) {
 		errbuf_set(err, errlen, "consul query for scope \"%s\" is too long", scope);
 		return false;
