@@ -306,8 +306,6 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 	}
 	cr->opts = s->opts;
 	cr->configured = true;
-	/* https: Consul's listener speaks HTTP/2, many scopes per connection */
-	curl_loop_expect_h2(cr->loop, strncasecmp(cr->opts.consul.url, "https://", 8) == 0);
 	for (i = 0; i < n; i++) {
 		w = redirect_find_watch(cr, want[i].scope);
 		if (w && watch_has_db(w, want[i].db, NULL))
@@ -331,6 +329,9 @@ redirect_apply(struct consul_redirect *cr, const struct redirect_settings *s,
 			     moved[i] ? "; held until the scope answers" : "");
 	}
 	free(moved);
+	/* https: Consul's listener speaks HTTP/2, many scopes per connection */
+	curl_loop_expect_h2(cr->loop, strncasecmp(cr->opts.consul.url, "https://", 8) == 0,
+			    cr->watch_count);
 	redirect_check_wait_timeouts(cr);
 	return true;
 oom:

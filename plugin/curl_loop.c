@@ -30,6 +30,8 @@ struct curl_loop {
 	struct curl_sock *socks;	/* every socket record */
 	struct curl_loop_stats stats;
 	bool h2_capped;			/* CURLMOPT_MAX_HOST_CONNECTIONS in force */
+	long h2_cap;			/* its value; 0 none */
+	long h2_streams;		/* CURLMOPT_MAX_CONCURRENT_STREAMS set */
 };
 
 /* per transfer: found again through CURLOPT_PRIVATE */
@@ -232,7 +234,7 @@ curl_loop_note_version(struct curl_loop *loop, CURL *easy)
 		loop->stats.transport = CURL_LOOP_HTTP1;
 		/* no multiplexing after all: one connection per transfer */
 		if (loop->h2_capped)
-			curl_loop_expect_h2(loop, false);
+			curl_loop_expect_h2(loop, false, 0);
 		break;
 	case CURL_HTTP_VERSION_2_0:
 		loop->stats.transport = CURL_LOOP_HTTP2;
@@ -411,14 +413,27 @@ curl_loop_active(const struct curl_loop *loop)
 }
 
 void
-curl_loop_expect_h2(struct curl_loop *loop, bool h2)
+curl_loop_expect_h2(struct curl_loop *loop, bool h2, int queries)
 {
-	long cap = h2 ? CURL_LOOP_H2_CONNECTIONS : 0;
+	long n = queries > 0 ? queries : 1;
+	long cap = (n + CURL_LOOP_H2_STREAMS - 1) / CURL_LOOP_H2_STREAMS;
+	long streams;
 
-	if (loop->h2_capped == h2)
+	if (cap < CURL_LOOP_H2_CONNECTIONS)
+		cap = CURL_LOOP_H2_CONNECTIONS;
+	/* evenly over the connections: libcurl fills one before the next */
+	streams = (n + cap - 1) / cap;
+	if (streams < CURL_LOOP_H2_MIN_STREAMS)
+		streams = CURL_LOOP_H2_MIN_STREAMS;
+	if (!h2)
+		cap = 0;
+	if (loop->h2_capped == h2 && loop->h2_cap == cap && loop->h2_streams == streams)
 		return;
 	loop->h2_capped = h2;
+	loop->h2_cap = cap;
+	loop->h2_streams = streams;
 	curl_multi_setopt(loop->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
+	curl_multi_setopt(loop->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, streams);
 }
 
 enum curl_loop_transport

@@ -16,14 +16,20 @@ struct curl_loop;
 struct curl_transfer;
 
 /*
- * Connections to one host while HTTP/2 is expected.  libcurl 7.88 opens
- * a connection of its own for every transfer that finds the multiplexed
- * ones full (the server's SETTINGS_MAX_CONCURRENT_STREAMS: 250 in
- * Consul's Go server), so without a cap the streams past it cost a
- * connection each; with it they share the next connections (4 x 250)
- * and any beyond wait in libcurl's queue.
+ * Connections to one host while HTTP/2 is expected.  libcurl 7.88 puts
+ * at most CURLMOPT_MAX_CONCURRENT_STREAMS (100 by default) streams on a
+ * connection, and never more than the server's
+ * SETTINGS_MAX_CONCURRENT_STREAMS (250 in Consul's Go server).  A
+ * transfer that finds every connection full opens one of its own, or,
+ * at the cap, waits in libcurl's queue until a stream ends: a blocking
+ * query there sees nothing for up to a whole wait.  So the cap and the
+ * streams per connection are sized from the queries to run: at least
+ * CURL_LOOP_H2_CONNECTIONS connections, and streams spread evenly over
+ * them, up to CURL_LOOP_H2_STREAMS each.
  */
 #define CURL_LOOP_H2_CONNECTIONS 4L
+#define CURL_LOOP_H2_STREAMS 250L
+#define CURL_LOOP_H2_MIN_STREAMS 100L	/* libcurl's own default */
 
 /* the HTTP version of the last answer */
 enum curl_loop_transport {
@@ -73,10 +79,12 @@ int curl_loop_active(const struct curl_loop *loop);
 
 /*
  * h2: the server is expected to multiplex (an https url): cap the
- * connections per host at CURL_LOOP_H2_CONNECTIONS; the cap is lifted
- * by itself when an answer comes over HTTP/1.x
+ * connections per host, sized for that many blocking queries at once (see
+ * CURL_LOOP_H2_CONNECTIONS); the cap is lifted by itself when an answer
+ * comes over HTTP/1.x.  Before the loop returns to the event base after
+ * the transfers are added: libcurl picks their connections then.
  */
-void curl_loop_expect_h2(struct curl_loop *loop, bool h2);
+void curl_loop_expect_h2(struct curl_loop *loop, bool h2, int queries);
 
 enum curl_loop_transport curl_loop_transport(const struct curl_loop *loop);
 
