@@ -146,18 +146,17 @@ bool
 http_consul_kv(const struct helper_config *cfg, const char *key, uint64_t index,
 	       uint64_t wait_usec, struct consul_response *resp, char *err, size_t errlen)
 {
-	struct consul_settings s = cfg->consul;
 	char url[CONSUL_URL_MAX + 1024];
 	long timeout_ms = HTTP_TIMEOUT_MS;
 
 	memset(resp, 0, sizeof(*resp));
-	if (index > 0) {
-		s.wait_usec = wait_usec;
+	if (index > 0)
 		timeout_ms = consul_blocking_timeout_ms(wait_usec);
-	}
-	if (!consul_kv_url(&s, cfg->scope, key, index, false, url, sizeof(url), err, errlen))
+	if (!consul_kv_url_wait(&cfg->consul, wait_usec, cfg->scope, key, index, false, url,
+				sizeof(url), err, errlen))
 		return false;
-	return http_perform(&s, &consul_peer, "GET", url, NULL, timeout_ms, resp, err, errlen);
+	return http_perform(&cfg->consul, &consul_peer, "GET", url, NULL, timeout_ms, resp,
+			    err, errlen);
 }
 
 /*

@@ -345,6 +345,15 @@ bool
 consul_kv_url(const struct consul_settings *s, const char *scope, const char *key,
 	      uint64_t index, bool recurse, char *url, size_t len, char *err, size_t errlen)
 {
+	return consul_kv_url_wait(s, s->wait_usec, scope, key, index, recurse, url, len,
+				  err, errlen);
+}
+
+bool
+consul_kv_url_wait(const struct consul_settings *s, uint64_t wait_usec, const char *scope,
+		   const char *key, uint64_t index, bool recurse, char *url, size_t len,
+		   char *err, size_t errlen)
+{
 	char shown[ERRBUF_VALUE_MAX];
 	char wait[32];
 	char query[CONSUL_KV_QUERY_MAX];
@@ -383,8 +392,8 @@ consul_kv_url(const struct consul_settings *s, const char *scope, const char *ke
 
 	query[0] = '\0';
 	if (index > 0) {
-		if (s->wait_usec > 0) {
-			duration_format(s->wait_usec, wait, sizeof(wait));
+		if (wait_usec > 0) {
+			duration_format(wait_usec, wait, sizeof(wait));
 			kv_query_add(query, sizeof(query), &qn, "%sindex=%" PRIu64 "&wait=%s",
 				     sep, index, wait);
 		} else {

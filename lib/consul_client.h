@@ -104,6 +104,11 @@ bool consul_token_read(const char *path, char *token, size_t len, char *err, siz
 bool consul_kv_url(const struct consul_settings *s, const char *scope, const char *key,
 		   uint64_t index, bool recurse, char *url, size_t len, char *err, size_t errlen);
 
+/* the same with another wait than s->wait_usec (0: none in the query) */
+bool consul_kv_url_wait(const struct consul_settings *s, uint64_t wait_usec, const char *scope,
+			const char *key, uint64_t index, bool recurse, char *url, size_t len,
+			char *err, size_t errlen);
+
 /* "<url><path>" for other endpoints; path starts with "/v1/" and has no blanks or quotes */
 bool consul_api_url(const struct consul_settings *s, const char *path, char *url, size_t len,
 		    char *err, size_t errlen);
