@@ -152,6 +152,9 @@ plugin_settings_set(struct plugin_settings *s, const char *key,
 	if (strcmp(key, "no_leader_timeout") == 0)
 		return settings_duration(key, value, 0, NULL, true,
 					 &s->no_leader_timeout_usec, err, errlen);
+	if (strcmp(key, "member_pace") == 0)
+		return settings_duration(key, value, PLUGIN_MAX_WAIT_USEC, "10m", true,
+					 &s->member_pace_usec, err, errlen);
 	if (strcmp(key, "proxy") == 0) {
 		if (!consul_proxy_check(value, why, sizeof(why))) {
 			char shown[ERRBUF_VALUE_MAX];
@@ -186,7 +189,7 @@ plugin_settings_set(struct plugin_settings *s, const char *key,
 	errbuf_printable(key, why, sizeof(why));
 	errbuf_set(err, errlen, "unknown key \"%s\" in [consul] (known: url, "
 		   "token_file, ca_file, namespace, wait, no_leader_timeout, "
-		   "consistency, proxy, datacenter)", why);
+		   "consistency, proxy, datacenter, member_pace)", why);
 	return false;
 }
 

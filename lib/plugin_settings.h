@@ -24,6 +24,7 @@
 struct plugin_settings {
 	struct consul_settings consul;
 	uint64_t no_leader_timeout_usec;
+	uint64_t member_pace_usec;	/* 0: read the members at every write */
 	char token_file[PLUGIN_PATH_MAX];
 };
 

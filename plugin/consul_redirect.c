@@ -86,6 +86,7 @@ redirect_read_config(const struct pgb_config *config,
 	memset(s, 0, sizeof(*s));
 	s->opts.consul = read.consul;
 	s->opts.no_leader_timeout_usec = read.no_leader_timeout_usec;
+	s->opts.member_pace_usec = read.member_pace_usec;
 	snprintf(s->token_file, sizeof(s->token_file), "%s", read.token_file);
 	for (i = 0; i < config->db_count; i++) {
 		const struct pgb_db_settings *d = &config->dbs[i];

@@ -25,7 +25,7 @@ struct consul_request {
 	struct consul_response resp;
 	struct curl_slist *headers;
 	uint64_t retry_after_usec;	/* last answer's Retry-After; 0 none */
-	char url[CONSUL_KV_URL_MAX(0)];	/* a scope's recursive read */
+	char url[CONSUL_KV_URL_MAX(8)];	/* a scope's recursive read or its leader key */
 };
 
 /* start GET req->url; false (err filled) when it could not be started */

@@ -5,6 +5,9 @@
  * which wakes for every KV write anywhere.  So an answer with a new
  * index is asked after again at once; only answers that bring no new
  * index (a wait that ran out, a scope without keys) are rate-limited.
+ * Paced (member_pace), the query blocks on the leader key between two
+ * reads of the scope: the key exists, so only its own writes wake it,
+ * and member-record churn no longer does.
  */
 
 #include <stdio.h>
@@ -64,6 +67,7 @@ scope_query_failed(struct scope_query *q, const char *err, uint64_t hint_usec)
 	errbuf_set(q->error, sizeof(q->error), "%s", err);
 	/* a restarted agent counts from 1 again: never block on a stale index */
 	q->index = 0;
+	q->mode = SCOPE_QUERY_SCOPE;
 	held = q->on_error(q->arg, q->req.url, err, q->failures++ == 0);
 	delay = backoff_next_hinted(&q->backoff, hint_usec);
 	/* clients are waiting on this answer: no long pause but the agent's own */
@@ -105,14 +109,56 @@ scope_query_done(struct curl_transfer *t, CURL *easy, CURLcode rc,
 	q->answers++;
 	backoff_reset(&q->backoff);
 	q->state = SCOPE_QUERY_WAITING;
+	q->pace_usec = 0;
 	q->on_answer(q->arg, entries, count, q->index, recovered);
 	consul_kv_free(entries, count);
 	if (q->state != SCOPE_QUERY_WAITING || evtimer_pending(q->timer, NULL))
 		return;			/* stopped or restarted by the callback */
-	if (a == CONSUL_ANSWER_OK && q->index > previous && previous > 0)
+	if (a == CONSUL_ANSWER_OK && q->index > previous && previous > 0) {
+		/* woken by a write: paced, wait for the leader key alone */
+		if (q->pace_usec > 0)
+			q->mode = SCOPE_QUERY_LEADER;
 		scope_query_start(q);
-	else
+	} else {
 		scope_query_wait(q, rate_limit_delay(&q->rate, scope_query_now()));
+	}
+}
+
+/* the paced read of the leader key: whatever it says, read the scope next */
+static void
+scope_query_leader_done(struct curl_transfer *t, CURL *easy, CURLcode rc,
+			const char *errmsg, void *arg)
+{
+	struct scope_query *q = arg;
+	struct consul_kv *entries = NULL;
+	int count = 0;
+	char err[SCOPE_QUERY_ERR_MAX];
+	enum consul_answer a;
+	bool unchanged;
+
+	a = consul_request_answer(&q->req, easy, rc, errmsg, err, sizeof(err));
+	if (a == CONSUL_ANSWER_OK &&
+	    !consul_kv_parse(q->req.resp.body, q->req.resp.len, &entries,
+			     &count, err, sizeof(err)))
+		a = CONSUL_ANSWER_ERROR;
+	if (a == CONSUL_ANSWER_ERROR || a == CONSUL_ANSWER_CONN_LIMIT) {
+		q->conn_limited = a == CONSUL_ANSWER_CONN_LIMIT;
+		consul_request_done(&q->req);
+		scope_query_failed(q, err, q->req.retry_after_usec);
+		return;
+	}
+	/* the wait ran out: the same key at the same index */
+	unchanged = a == CONSUL_ANSWER_OK && count == 1 &&
+		    entries[0].modify_index == q->leader_index;
+	consul_kv_free(entries, count);
+	consul_request_done(&q->req);
+	q->answers++;
+	q->leader_reads++;
+	q->mode = SCOPE_QUERY_SCOPE;
+	if (unchanged)
+		scope_query_wait(q, rate_limit_delay(&q->rate, scope_query_now()));
+	else
+		scope_query_start(q);
 }
 
 static void
@@ -120,15 +166,26 @@ scope_query_start(struct scope_query *q)
 {
 	char err[SCOPE_QUERY_ERR_MAX];
 	long timeout = SCOPE_QUERY_READ_TIMEOUT_MS;
+	bool ok;
 
 	evtimer_del(q->timer);
-	if (q->index > 0)
-		timeout = consul_blocking_timeout_ms(q->consul->wait_usec);
 	q->state = SCOPE_QUERY_READING;
-	if (!consul_kv_url(q->consul, q->scope, "", q->index, true, q->req.url,
-			   sizeof(q->req.url), err, sizeof(err)) ||
-	    !consul_request_start(q->loop, q->consul, &q->req, timeout,
-				  scope_query_done, q, err, sizeof(err))) {
+	if (q->mode == SCOPE_QUERY_LEADER) {
+		timeout = consul_blocking_timeout_ms(q->pace_usec);
+		ok = consul_kv_url_wait(q->consul, q->pace_usec, q->scope, "leader",
+					q->leader_index, false, q->req.url,
+					sizeof(q->req.url), err, sizeof(err)) &&
+		     consul_request_start(q->loop, q->consul, &q->req, timeout,
+					  scope_query_leader_done, q, err, sizeof(err));
+	} else {
+		if (q->index > 0)
+			timeout = consul_blocking_timeout_ms(q->consul->wait_usec);
+		ok = consul_kv_url(q->consul, q->scope, "", q->index, true, q->req.url,
+				   sizeof(q->req.url), err, sizeof(err)) &&
+		     consul_request_start(q->loop, q->consul, &q->req, timeout,
+					  scope_query_done, q, err, sizeof(err));
+	}
+	if (!ok) {
 		q->conn_limited = false;
 		scope_query_failed(q, err, 0);
 	}
@@ -152,6 +209,7 @@ scope_query_init(struct scope_query *q, struct event_base *base,
 {
 	memset(q, 0, sizeof(*q));
 	q->state = SCOPE_QUERY_STOPPED;
+	q->mode = SCOPE_QUERY_SCOPE;
 	q->loop = loop;
 	q->consul = consul;
 	q->scope = scope;
@@ -184,6 +242,7 @@ scope_query_run(struct scope_query *q, bool run)
 		consul_request_release(&q->req);
 		evtimer_del(q->timer);
 		q->state = SCOPE_QUERY_STOPPED;
+		q->mode = SCOPE_QUERY_SCOPE;
 		q->index = 0;
 		q->failures = 0;
 		q->error[0] = '\0';
@@ -208,4 +267,13 @@ bool
 scope_query_failing(const struct scope_query *q)
 {
 	return q->failures > 0;
+}
+
+void
+scope_query_pace(struct scope_query *q, uint64_t leader_index, uint64_t usec)
+{
+	if (leader_index == 0)
+		return;
+	q->leader_index = leader_index;
+	q->pace_usec = usec;
 }

@@ -118,11 +118,11 @@ show_consul(void *ctx, struct pgb_show *show)
 	return ok;
 }
 
-#define STATS_COLUMNS 10
+#define STATS_COLUMNS 11
 
 static const char *const stats_columns[STATS_COLUMNS] = {
 	"scopes", "entries", "following", "unreachable", "conn_limited",
-	"transport", "connections", "connects", "queries", "answers"
+	"transport", "connections", "connects", "queries", "answers", "paced"
 };
 
 struct stats_count {
@@ -149,8 +149,9 @@ show_consul_stats(void *ctx, struct pgb_show *show)
 	struct consul_redirect *cr = ctx;
 	struct stats_count c = { 0, 0, 0 };
 	struct curl_loop_stats st;
-	char num[9][32];
+	char num[10][32];
 	uint64_t answers = 0;
+	int paced = 0;
 	const char *values[STATS_COLUMNS];
 	int i;
 
@@ -159,6 +160,7 @@ show_consul_stats(void *ctx, struct pgb_show *show)
 	for (i = 0; i < cr->watch_count; i++) {
 		watch_rows(cr->watches[i], stats_collect, &c);
 		answers += watch_answers(cr->watches[i]);
+		paced += watch_paced(cr->watches[i]);
 	}
 	curl_loop_get_stats(cr->loop, &st);
 	snprintf(num[0], sizeof(num[0]), "%d", cr->watch_count);
@@ -170,6 +172,7 @@ show_consul_stats(void *ctx, struct pgb_show *show)
 	snprintf(num[6], sizeof(num[6]), "%" PRIu64, st.connects);
 	snprintf(num[7], sizeof(num[7]), "%d", st.transfers);
 	snprintf(num[8], sizeof(num[8]), "%" PRIu64, answers);
+	snprintf(num[9], sizeof(num[9]), "%d", paced);
 	for (i = 0; i < 5; i++)
 		values[i] = num[i];
 	values[5] = curl_loop_transport_name(st.transport);
@@ -177,6 +180,7 @@ show_consul_stats(void *ctx, struct pgb_show *show)
 	values[7] = num[6];
 	values[8] = num[7];
 	values[9] = num[8];
+	values[10] = num[9];
 	return cr->api->show_row(show, values);
 }
 

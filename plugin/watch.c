@@ -51,6 +51,12 @@ watch_answers(const struct watch *w)
 }
 
 bool
+watch_paced(const struct watch *w)
+{
+	return w->q.mode == SCOPE_QUERY_LEADER;
+}
+
+bool
 watch_role_bound(const struct watch *w, enum patroni_entry_role role)
 {
 	const struct watch_binding *b;
@@ -156,6 +162,35 @@ watch_view_apply(struct watch *w)
 		watch_target_recompute(w, t);
 }
 
+/*
+ * member_pace: a scope whose entries follow only the leader, and which
+ * follows it calmly, needs no member record between leader changes; the
+ * failover key's hint is then seen only at the next read of the scope
+ */
+static void
+watch_pace(struct watch *w, const struct consul_kv *entries, int count)
+{
+	const struct watch_target *t = &w->targets[PATRONI_ROLE_PRIMARY];
+	const struct watch_binding *b;
+	const struct consul_kv *leader;
+	char key[sizeof(w->prefix) + 8];
+
+	if (w->opts.member_pace_usec == 0 || w->preferring ||
+	    w->sw.state != SWITCHOVER_IDLE ||
+	    w->view.leader_key != PATRONI_LEADER_HELD)
+		return;
+	if (t->state != WATCH_TARGET_FOLLOWING)
+		return;
+	for (b = w->bindings; b; b = b->next)
+		if (b->role != PATRONI_ROLE_PRIMARY || b->held ||
+		    b->refusal.state != REFUSAL_NONE)
+			return;
+	snprintf(key, sizeof(key), "%sleader", w->prefix);
+	leader = consul_kv_find(entries, count, key);
+	if (leader)
+		scope_query_pace(&w->q, leader->modify_index, w->opts.member_pace_usec);
+}
+
 static void
 watch_on_answer(void *arg, const struct consul_kv *entries, int count,
 		uint64_t index, bool recovered)
@@ -178,6 +213,7 @@ watch_on_answer(void *arg, const struct consul_kv *entries, int count,
 	w->view = v;
 	w->have_view = true;
 	watch_view_apply(w);
+	watch_pace(w, entries, count);
 }
 
 /* clients wait in an entry this scope holds: its next answer is awaited */
@@ -306,8 +342,13 @@ watch_set_options(struct watch *w, const struct watch_options *opts)
 {
 	struct watch_target *t;
 	int i;
+	bool repace = w->q.mode == SCOPE_QUERY_LEADER &&
+		      opts->member_pace_usec != w->opts.member_pace_usec;
 
 	w->opts = *opts;
+	/* a paced read waits as long as the old member_pace said */
+	if (repace)
+		scope_query_restart(&w->q);
 	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
 		no_leader_rearm(&w->targets[i]);
 	for (t = w->preferring; t; t = t->next)
@@ -332,6 +373,12 @@ watch_bind(struct watch *w, const char *db, enum patroni_entry_role role,
 	binding_apply(b);
 	if (b->held && t->state == WATCH_TARGET_STARTING)
 		no_leader_start(t);
+	/*
+	 * paced, the view may be member_pace old, and a moved entry is held
+	 * until the next answer: read the scope now
+	 */
+	if (w->q.mode == SCOPE_QUERY_LEADER)
+		scope_query_restart(&w->q);
 	watch_query_sync(w);
 	return true;
 }

@@ -21,6 +21,7 @@ struct watch;
 struct watch_options {
 	struct consul_settings consul;
 	uint64_t no_leader_timeout_usec;
+	uint64_t member_pace_usec;	/* see scope_query_pace; 0: off */
 };
 
 /* one SHOW CONSUL row, without what PgBouncer itself knows (host, port) */
@@ -51,6 +52,9 @@ const char *watch_scope(const struct watch *w);
 
 /* good answers from Consul since the watch started */
 uint64_t watch_answers(const struct watch *w);
+
+/* its query waits on the leader key alone now (member_pace) */
+bool watch_paced(const struct watch *w);
 
 /* connection settings changed: restart the query from a fresh read */
 void watch_restart(struct watch *w, const struct watch_options *opts);

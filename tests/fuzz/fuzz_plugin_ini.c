@@ -53,6 +53,8 @@ fi_check_settings(const struct plugin_settings *s)
 		abort();
 	if (s->consul.wait_usec == 0 || s->consul.wait_usec > PLUGIN_MAX_WAIT_USEC)
 		abort();
+	if (s->member_pace_usec > PLUGIN_MAX_WAIT_USEC)
+		abort();
 	if (s->consul.proxy[0] != '\0') {
 		if (!consul_proxy_check(s->consul.proxy, NULL, 0))
 			abort();

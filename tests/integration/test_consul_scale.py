@@ -11,6 +11,7 @@ writes come from 127.0.0.2, outside the fork's per-address count."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -19,7 +20,7 @@ import lab
 
 sys.path.insert(0, str(lab.REPO / "tests/common"))
 from certs import make_ca, make_cert  # noqa: E402
-from fake_scopes import KVClient, Scope  # noqa: E402
+from fake_scopes import KVClient, Scope, member_record  # noqa: E402
 from fork import Bouncer  # noqa: E402
 from pgproc import Postgres  # noqa: E402
 
@@ -151,5 +152,109 @@ def test_http_past_the_agents_connection_limit(agent):
         if "limits.http_max_conns_per_client" in log:
             assert log.count("limits.http_max_conns_per_client") == 1
             assert "the agent no longer refuses a scope's connection" in log
+    finally:
+        b.stop()
+
+
+def scope_index(kv, s):
+    """The highest ModifyIndex under a scope: what its recursive read answers with."""
+    st, body = kv.request("GET", f"/v1/kv/{s.key('')}?recurse")
+    assert st == 200, (st, body[:200])
+    return max(e["ModifyIndex"] for e in json.loads(body))
+
+
+def test_member_pace_reads_members_only_between_leader_waits(agent):
+    """[consul] member_pace: under member-record churn a primary-only scope's
+    one query waits on the leader key alone, so churn stops waking it; a
+    leader change and a lost leader key are still followed at once; a scope
+    with a replica entry keeps reading every write; a RELOAD to 0 reads
+    every write again."""
+    kv = agent["kv"]
+    paced = agent["scopes"][260:280]
+    replica = agent["scopes"][280]
+    dbs = {f"db_{s.name}": f"host=127.0.0.1 port=1 dbname=postgres user=postgres "
+                           f"patroni_scope={s.name}" for s in paced}
+    dbs[f"db_{replica.name}"] = (f"host=127.0.0.1 port=1 dbname=postgres user=postgres "
+                                 f"patroni_scope={replica.name} patroni_role=replica")
+    # over https: the http test before this one leaves the agent counting
+    # its 190 connections for a while
+    b = Bouncer(lab.make_workdir("pgbc-bouncer-"), agent["consul"], dbs,
+                consul_settings={"url": agent["https"], "ca_file": str(agent["ca"]),
+                                 "member_pace": "300s"},
+                bouncer_settings={"pool_mode": "transaction", "max_client_conn": "100"}).start()
+    rdb = f"db_{replica.name}"
+    try:
+        lab.wait_until(lambda: all_following(b, paced), 60, 0.1, "20 primary entries following")
+        b.wait_row(rdb, lambda r: r["state"] == "following", 30, "the replica entry")
+        # a first member-record write wakes each scope's read of the whole scope ...
+        for o in paced + [replica]:
+            o.churn_write(kv, 0)
+        lab.wait_until(lambda: int(stats(b)["paced"]) == len(paced), 30, 0.1,
+                       "every primary-only scope waiting on its leader key")
+        rows = b.show_consul()
+        before = {s.name: int(rows[f"db_{s.name}"]["consul_index"]) for s in paced}
+        answers = int(stats(b)["answers"])
+        # ... and then no longer: three more rewrites of each member record
+        for i in (1, 2, 3):
+            for s in paced:
+                s.churn_write(kv, i)
+        for i in (1, 2, 3):
+            replica.churn_write(kv, i)
+        last = scope_index(kv, replica)
+        b.wait_row(rdb, lambda r: int(r["consul_index"]) >= last, 30,
+                   "the replica entry's scope read at its last write")
+        s = paced[0]
+        port = s.switch(kv)
+        b.wait_row(f"db_{s.name}", lambda r: r["state"] == "following" and int(r["port"]) == port,
+                   30, "a leader change in a paced scope")
+        rows = b.show_consul()
+        for o in paced[1:]:
+            assert int(rows[f"db_{o.name}"]["consul_index"]) == before[o.name], \
+                (o.name, rows[f"db_{o.name}"])
+        assert int(rows[f"db_{s.name}"]["consul_index"]) > before[s.name]
+        grown = int(stats(b)["answers"]) - answers
+        # the switched scope's leader and scope reads, the replica scope's reads
+        assert grown <= 2 + 3 + 2, f"{grown} answers for {3 * len(paced)} member writes"
+        # a leader key gone (the session ended): held at once, followed when back
+        s = paced[1]
+        st, body = kv.request("DELETE", f"/v1/kv/{s.key('leader')}")
+        assert st == 200, body
+        b.wait_row(f"db_{s.name}", lambda r: r["state"] == "no_leader", 30,
+                   "a paced scope whose leader key is gone")
+        kv.put(s.key("leader"), s.leader, acquire=s.session)
+        b.wait_row(f"db_{s.name}", lambda r: r["state"] == "following" and
+                   int(r["port"]) == s.port_of(s.leader), 30, "the leader key back")
+        # a RELOAD binding a replica entry to a paced scope reads its members
+        # now, not at the end of the pace: a member record gone meanwhile
+        # (not waking the paced query) is not among the replicas
+        s = paced[2]
+        lab.wait_until(lambda: int(stats(b)["paced"]) == len(paced), 30, 0.1,
+                       "every primary-only scope paced again")
+        st, body = kv.request("DELETE", f"/v1/kv/{s.key('members/c')}")
+        assert st == 200, body
+        b.databases[f"ro_{s.name}"] = (f"host=127.0.0.1 port=1 dbname=postgres user=postgres "
+                                       f"patroni_scope={s.name} patroni_role=replica")
+        b.reload()
+        r = b.wait_row(f"ro_{s.name}", lambda r: r["state"] == "following", 30,
+                       "the replica entry bound by RELOAD")
+        assert r["member"] == "b", r
+        del b.databases[f"ro_{s.name}"]
+        kv.put(s.key("members/c"), member_record(s.major, s.port_of("c"), "replica", s.xlog))
+        b.reload()
+        # member_pace = 0 by RELOAD: every write is read again
+        b.consul_settings["member_pace"] = "0"
+        b.reload()
+        lab.wait_until(lambda: int(stats(b)["paced"]) == 0, 30, 0.1, "no scope paced")
+        # the RELOAD restarted the paced queries: wait for their fresh reads
+        now = {o.name: scope_index(kv, o) for o in paced}
+        lab.wait_until(lambda: all(int(b.row(f"db_{o.name}")["consul_index"]) >= now[o.name]
+                                   for o in paced), 30, 0.1, "every scope read afresh")
+        before = now
+        for o in paced:
+            o.churn_write(kv, 4)
+        lab.wait_until(lambda: all(int(r["consul_index"]) > before[o.name] for o in paced
+                                   for r in [b.row(f"db_{o.name}")]), 30, 0.1,
+                       "every scope read at its member write")
+        assert int(stats(b)["paced"]) == 0
     finally:
         b.stop()

@@ -46,6 +46,7 @@ test_defaults(void **state)
 	assert_string_equal(s.consul.namespace_, "service");
 	assert_int_equal(s.consul.wait_usec, UINT64_C(300) * 1000000);
 	assert_int_equal(s.no_leader_timeout_usec, UINT64_C(30) * 1000000);
+	assert_int_equal(s.member_pace_usec, 0);
 	assert_int_equal(s.consul.consistency, CONSUL_CONSISTENCY_DEFAULT);
 	assert_string_equal(s.token_file, "");
 	assert_string_equal(s.consul.proxy, "");
@@ -64,6 +65,10 @@ test_consul_keys_read(void **state)
 	set_ok(&s, "consistency", "STALE");
 	set_ok(&s, "proxy", "http://u:p@proxy:3128");
 	set_ok(&s, "token_file", "");
+	set_ok(&s, "member_pace", "2m");
+	assert_int_equal(s.member_pace_usec, UINT64_C(120) * 1000000);
+	set_ok(&s, "member_pace", "0");
+	assert_int_equal(s.member_pace_usec, 0);
 	assert_string_equal(s.consul.url, "https://consul.example:8501");
 	assert_string_equal(s.consul.namespace_, "db/service");
 	assert_int_equal(s.consul.wait_usec, UINT64_C(300) * 1000000);
@@ -83,6 +88,8 @@ test_consul_keys_refused(void **state)
 	set_refused("wait", "11m", "must be at most 10m");
 	set_refused("wait", "5x", "for wait");
 	set_refused("no_leader_timeout", "-1", "for no_leader_timeout");
+	set_refused("member_pace", "11m", "must be at most 10m");
+	set_refused("member_pace", "soon", "for member_pace");
 	set_refused("consistency", "eventual", "expected default, consistent or stale");
 	set_refused("token_file", "/nonexistent/token", "cannot read it");
 	set_refused("ca_file", "/nonexistent/ca.pem", "for ca_file");
