@@ -179,6 +179,16 @@ view_member(struct patroni_view *v, const struct consul_kv *e, const char *name)
 			   name, r->why);
 }
 
+/* "<prefix>members/<name>" with a valid name: the name; otherwise NULL */
+static const char *
+view_member_name(const char *key, const char *prefix, size_t plen)
+{
+	if (key == NULL || strncmp(key, prefix, plen) != 0 ||
+	    strncmp(key + plen, "members/", 8) != 0 || !patroni_name_valid(key + plen + 8))
+		return NULL;
+	return key + plen + 8;
+}
+
 bool
 patroni_view_build(const struct consul_kv *entries, int count,
 		   const char *prefix, struct patroni_view *v,
@@ -187,11 +197,16 @@ patroni_view_build(const struct consul_kv *entries, int count,
 	size_t plen = strlen(prefix);
 	const struct consul_kv *leader = NULL, *failover = NULL, *sync = NULL;
 	const struct consul_kv *failsafe = NULL, *config = NULL;
+	size_t records = 0;
 	int i;
 
 	memset(v, 0, sizeof(*v));
-	v->members = calloc(count > 0 ? (size_t) count : 1, sizeof(*v->members));
-	v->refusals = calloc(count > 0 ? (size_t) count : 1, sizeof(*v->refusals));
+	/* room for the member records only: a member is kilobytes, a scope has other keys */
+	for (i = 0; i < count; i++)
+		if (view_member_name(entries[i].key, prefix, plen))
+			records++;
+	v->members = calloc(records > 0 ? records : 1, sizeof(*v->members));
+	v->refusals = calloc(records > 0 ? records : 1, sizeof(*v->refusals));
 	if (v->members == NULL || v->refusals == NULL) {
 		patroni_view_free(v);
 		errbuf_set(err, errlen, "out of memory");
@@ -199,12 +214,14 @@ patroni_view_build(const struct consul_kv *entries, int count,
 	}
 	for (i = 0; i < count; i++) {
 		const char *key = entries[i].key;
-		const char *rest;
+		const char *rest, *name;
 
 		if (key == NULL || strncmp(key, prefix, plen) != 0)
 			continue;
 		rest = key + plen;
-		if (strcmp(rest, "leader") == 0)
+		if ((name = view_member_name(key, prefix, plen)) != NULL)
+			view_member(v, &entries[i], name);
+		else if (strcmp(rest, "leader") == 0)
 			leader = &entries[i];
 		else if (strcmp(rest, "failover") == 0)
 			failover = &entries[i];
@@ -214,8 +231,6 @@ patroni_view_build(const struct consul_kv *entries, int count,
 			failsafe = &entries[i];
 		else if (strcmp(rest, "config") == 0)
 			config = &entries[i];
-		else if (strncmp(rest, "members/", 8) == 0 && patroni_name_valid(rest + 8))
-			view_member(v, &entries[i], rest + 8);
 	}
 	qsort(v->members, (size_t) v->member_count, sizeof(*v->members), view_member_cmp);
 	view_leader(v, leader);

@@ -115,11 +115,11 @@ watch_server_promoting(struct watch *w, const char *db, const char *host,
 			int port, unsigned int *again_ms)
 {
 	struct watch_binding *b = binding_find(w, db);
-	const struct watch_target *t = &w->targets[PATRONI_ROLE_PRIMARY];
+	const struct watch_target *t = w->targets[PATRONI_ROLE_PRIMARY];
 	struct refusal *r;
 	uint64_t now = watch_now_usec();
 
-	if (!b || b->role != PATRONI_ROLE_PRIMARY || t->state != WATCH_TARGET_FOLLOWING ||
+	if (!b || b->role != PATRONI_ROLE_PRIMARY || !t || t->state != WATCH_TARGET_FOLLOWING ||
 	    t->cur.count != 1 || !host || strcmp(t->cur.addrs[0].host, host) != 0 ||
 	    t->cur.addrs[0].port != port)
 		return false;

@@ -58,9 +58,9 @@ switchover_stop(struct watch *w, const char *why)
 void
 switchover_end(struct watch *w, const char *why)
 {
-	struct watch_target *t = &w->targets[PATRONI_ROLE_PRIMARY];
+	struct watch_target *t = w->targets[PATRONI_ROLE_PRIMARY];
 
-	if (switchover_stop(w, why) && t->state == WATCH_TARGET_SWITCHOVER) {
+	if (switchover_stop(w, why) && t && t->state == WATCH_TARGET_SWITCHOVER) {
 		t->state = WATCH_TARGET_FOLLOWING;
 		watch_target_apply(t);
 	}

@@ -93,12 +93,15 @@ watch_target_for(struct watch *w, enum patroni_entry_role role,
 		 const struct patroni_prefer *prefer)
 {
 	struct watch_target *t;
+	bool plain = prefer == NULL || prefer->count == 0;
 
-	if (prefer == NULL || prefer->count == 0)
-		return &w->targets[role];
-	for (t = w->preferring; t; t = t->next)
-		if (t->role == role && patroni_prefer_equal(&t->prefer, prefer))
-			return t;
+	if (plain && w->targets[role])
+		return w->targets[role];
+	if (!plain)
+		for (t = w->preferring; t; t = t->next)
+			if (t->role == role && patroni_prefer_equal(&t->prefer, prefer))
+				return t;
+	/* a target is kilobytes: made for the roles bound, not for every scope */
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
@@ -106,6 +109,10 @@ watch_target_for(struct watch *w, enum patroni_entry_role role,
 		watch_target_cleanup(t);
 		free(t);
 		return NULL;
+	}
+	if (plain) {
+		w->targets[role] = t;
+		return t;
 	}
 	t->prefer = *prefer;
 	t->next = w->preferring;
@@ -156,8 +163,8 @@ watch_view_apply(struct watch *w)
 	}
 	switchover_update(w);
 	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
-		if (watch_target_bound(w, &w->targets[i]))
-			watch_target_recompute(w, &w->targets[i]);
+		if (w->targets[i] && watch_target_bound(w, w->targets[i]))
+			watch_target_recompute(w, w->targets[i]);
 	for (t = w->preferring; t; t = t->next)
 		watch_target_recompute(w, t);
 }
@@ -170,7 +177,7 @@ watch_view_apply(struct watch *w)
 static void
 watch_pace(struct watch *w, const struct consul_kv *entries, int count)
 {
-	const struct watch_target *t = &w->targets[PATRONI_ROLE_PRIMARY];
+	const struct watch_target *t = w->targets[PATRONI_ROLE_PRIMARY];
 	const struct watch_binding *b;
 	const struct consul_kv *leader;
 	char key[sizeof(w->prefix) + 8];
@@ -179,7 +186,7 @@ watch_pace(struct watch *w, const struct consul_kv *entries, int count)
 	    w->sw.state != SWITCHOVER_IDLE ||
 	    w->view.leader_key != PATRONI_LEADER_HELD)
 		return;
-	if (t->state != WATCH_TARGET_FOLLOWING)
+	if (!t || t->state != WATCH_TARGET_FOLLOWING)
 		return;
 	for (b = w->bindings; b; b = b->next)
 		if (b->role != PATRONI_ROLE_PRIMARY || b->held ||
@@ -233,7 +240,8 @@ static bool
 watch_on_error(void *arg, const char *url, const char *err, bool first)
 {
 	struct watch *w = arg;
-	const struct watch_target *t = &w->targets[PATRONI_ROLE_PRIMARY];
+	/* bound when the primary role is */
+	const struct watch_target *t = w->targets[PATRONI_ROLE_PRIMARY];
 	char keep[sizeof(t->members) + 32];
 
 	/* the agent's connection limit: said once for every scope */
@@ -266,7 +274,6 @@ watch_new(const struct pgb_plugin_api *api, struct curl_loop *loop,
 {
 	struct watch *w = calloc(1, sizeof(*w));
 	bool ok;
-	int i;
 
 	if (!w)
 		return NULL;
@@ -279,8 +286,6 @@ watch_new(const struct pgb_plugin_api *api, struct curl_loop *loop,
 	ok = scope_query_init(&w->q, api->event_base, loop, &w->opts.consul,
 			      w->scope, watch_on_answer, watch_on_error, w);
 	ok = switchover_init(w) && ok;
-	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
-		ok = watch_target_init(w, &w->targets[i], i) && ok;
 	if (!ok) {
 		watch_free(w, false);
 		return NULL;
@@ -304,8 +309,11 @@ watch_free(struct watch *w, bool release)
 	if (w->agent)
 		agent_log_forget(w->agent, &w->limit_counted);
 	switchover_cleanup(w);
-	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
-		watch_target_cleanup(&w->targets[i]);
+	for (i = 0; i < PATRONI_ROLE_COUNT; i++) {
+		if (w->targets[i])
+			watch_target_cleanup(w->targets[i]);
+		free(w->targets[i]);
+	}
 	watch_preferring_drop(w, true);
 	patroni_view_free(&w->view);
 	free(w);
@@ -318,8 +326,8 @@ watch_query_sync(struct watch *w)
 	int i;
 
 	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
-		if (!watch_target_bound(w, &w->targets[i]))
-			watch_target_reset(&w->targets[i]);
+		if (w->targets[i] && !watch_target_bound(w, w->targets[i]))
+			watch_target_reset(w->targets[i]);
 	watch_preferring_drop(w, false);
 	if (!watch_role_bound(w, PATRONI_ROLE_PRIMARY))
 		switchover_end(w, NULL);
@@ -350,7 +358,8 @@ watch_set_options(struct watch *w, const struct watch_options *opts)
 	if (repace)
 		scope_query_restart(&w->q);
 	for (i = 0; i < PATRONI_ROLE_COUNT; i++)
-		no_leader_rearm(&w->targets[i]);
+		if (w->targets[i])
+			no_leader_rearm(w->targets[i]);
 	for (t = w->preferring; t; t = t->next)
 		no_leader_rearm(t);
 }

@@ -117,7 +117,8 @@ struct watch {
 	char refused_logged[PATRONI_VIEW_ERR_MAX];
 	char tags_logged[PATRONI_VIEW_ERR_MAX];	/* view.tags_refused, once said */
 	struct switchover sw;
-	struct watch_target targets[PATRONI_ROLE_COUNT];
+	/* per role, for entries without patroni_prefer; NULL until one is bound */
+	struct watch_target *targets[PATRONI_ROLE_COUNT];
 	struct watch_target *preferring;	/* replica/any with patroni_prefer */
 	struct watch_binding *bindings;
 };
