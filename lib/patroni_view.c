@@ -203,7 +203,7 @@ patroni_view_build(const struct consul_kv *entries, int count,
 	memset(v, 0, sizeof(*v));
 	/* room for the member records only: a member is kilobytes, a scope has other keys */
 	for (i = 0; i < count; i++)
-		if (view_member_name(entries[i].key, prefix, plen))
+		if (view_member_name(entries[i].key, prefix, plen) != NULL)
 			records++;
 	v->members = calloc(records > 0 ? records : 1, sizeof(*v->members));
 	v->refusals = calloc(records > 0 ? records : 1, sizeof(*v->refusals));

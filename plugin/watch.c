@@ -240,7 +240,7 @@ static bool
 watch_on_error(void *arg, const char *url, const char *err, bool first)
 {
 	struct watch *w = arg;
-	/* bound when the primary role is */
+	/* NULL until a primary entry was bound */
 	const struct watch_target *t = w->targets[PATRONI_ROLE_PRIMARY];
 	char keep[sizeof(t->members) + 32];
 
@@ -253,7 +253,7 @@ watch_on_error(void *arg, const char *url, const char *err, bool first)
 	/* once per change of state, not once per retry */
 	if (!first)
 		return watch_clients_waiting(w);
-	if (!watch_role_bound(w, PATRONI_ROLE_PRIMARY))
+	if (!t || !watch_role_bound(w, PATRONI_ROLE_PRIMARY))
 		snprintf(keep, sizeof(keep), "the last member list");
 	else if (watch_target_holding(t))
 		snprintf(keep, sizeof(keep), "no leader (queries held)");
@@ -372,7 +372,7 @@ watch_bind(struct watch *w, const char *db, enum patroni_entry_role role,
 	struct watch_binding *b = t ? binding_new(w, t, db, moved) : NULL;
 
 	if (!b) {
-		watch_query_sync(w);	/* frees a target made for nothing */
+		watch_query_sync(w);	/* resets or frees a target made for nothing */
 		return false;
 	}
 	b->next = w->bindings;

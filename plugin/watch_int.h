@@ -117,7 +117,10 @@ struct watch {
 	char refused_logged[PATRONI_VIEW_ERR_MAX];
 	char tags_logged[PATRONI_VIEW_ERR_MAX];	/* view.tags_refused, once said */
 	struct switchover sw;
-	/* per role, for entries without patroni_prefer; NULL until one is bound */
+	/*
+	 * per role, for entries without patroni_prefer: made when the first is
+	 * bound, then kept (reset while none is) until the watch is freed
+	 */
 	struct watch_target *targets[PATRONI_ROLE_COUNT];
 	struct watch_target *preferring;	/* replica/any with patroni_prefer */
 	struct watch_binding *bindings;
