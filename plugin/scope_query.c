@@ -77,6 +77,31 @@ scope_query_failed(struct scope_query *q, const char *err, uint64_t hint_usec)
 	scope_query_wait(q, delay);
 }
 
+/*
+ * sort a finished answer and parse its entries: false when it failed,
+ * and the failure is dealt with (backoff, then a fresh read); otherwise
+ * *a is OK or MISSING and the entries are the caller's to free
+ */
+static bool
+scope_query_take(struct scope_query *q, CURL *easy, CURLcode rc, const char *errmsg,
+		 enum consul_answer *a, struct consul_kv **entries, int *count)
+{
+	char err[SCOPE_QUERY_ERR_MAX];
+
+	*a = consul_request_answer(&q->req, easy, rc, errmsg, err, sizeof(err));
+	if (*a == CONSUL_ANSWER_OK &&
+	    !consul_kv_parse(q->req.resp.body, q->req.resp.len, entries, count,
+			     err, sizeof(err)))
+		*a = CONSUL_ANSWER_ERROR;
+	if (*a == CONSUL_ANSWER_ERROR || *a == CONSUL_ANSWER_CONN_LIMIT) {
+		q->conn_limited = *a == CONSUL_ANSWER_CONN_LIMIT;
+		consul_request_done(&q->req);
+		scope_query_failed(q, err, q->req.retry_after_usec);
+		return false;
+	}
+	return true;
+}
+
 static void
 scope_query_done(struct curl_transfer *t, CURL *easy, CURLcode rc,
 		 const char *errmsg, void *arg)
@@ -84,22 +109,12 @@ scope_query_done(struct curl_transfer *t, CURL *easy, CURLcode rc,
 	struct scope_query *q = arg;
 	struct consul_kv *entries = NULL;
 	int count = 0;
-	char err[SCOPE_QUERY_ERR_MAX];
 	enum consul_answer a;
 	uint64_t previous = q->index;
 	bool recovered = q->failures > 0;
 
-	a = consul_request_answer(&q->req, easy, rc, errmsg, err, sizeof(err));
-	if (a == CONSUL_ANSWER_OK &&
-	    !consul_kv_parse(q->req.resp.body, q->req.resp.len, &entries,
-			     &count, err, sizeof(err)))
-		a = CONSUL_ANSWER_ERROR;
-	if (a == CONSUL_ANSWER_ERROR || a == CONSUL_ANSWER_CONN_LIMIT) {
-		q->conn_limited = a == CONSUL_ANSWER_CONN_LIMIT;
-		consul_request_done(&q->req);
-		scope_query_failed(q, err, q->req.retry_after_usec);
+	if (!scope_query_take(q, easy, rc, errmsg, &a, &entries, &count))
 		return;
-	}
 	q->index = consul_index_next(previous, q->req.resp.has_index ?
 				     q->req.resp.index : 0);
 	consul_request_done(&q->req);
@@ -132,21 +147,11 @@ scope_query_leader_done(struct curl_transfer *t, CURL *easy, CURLcode rc,
 	struct scope_query *q = arg;
 	struct consul_kv *entries = NULL;
 	int count = 0;
-	char err[SCOPE_QUERY_ERR_MAX];
 	enum consul_answer a;
 	bool unchanged;
 
-	a = consul_request_answer(&q->req, easy, rc, errmsg, err, sizeof(err));
-	if (a == CONSUL_ANSWER_OK &&
-	    !consul_kv_parse(q->req.resp.body, q->req.resp.len, &entries,
-			     &count, err, sizeof(err)))
-		a = CONSUL_ANSWER_ERROR;
-	if (a == CONSUL_ANSWER_ERROR || a == CONSUL_ANSWER_CONN_LIMIT) {
-		q->conn_limited = a == CONSUL_ANSWER_CONN_LIMIT;
-		consul_request_done(&q->req);
-		scope_query_failed(q, err, q->req.retry_after_usec);
+	if (!scope_query_take(q, easy, rc, errmsg, &a, &entries, &count))
 		return;
-	}
 	/* the wait ran out: the same key at the same index */
 	unchanged = a == CONSUL_ANSWER_OK && count == 1 &&
 		    entries[0].modify_index == q->leader_index;
