@@ -158,7 +158,6 @@ scope_query_leader_done(struct curl_transfer *t, CURL *easy, CURLcode rc,
 	consul_kv_free(entries, count);
 	consul_request_done(&q->req);
 	q->answers++;
-	q->leader_reads++;
 	q->mode = SCOPE_QUERY_SCOPE;
 	if (unchanged)
 		scope_query_wait(q, rate_limit_delay(&q->rate, scope_query_now()));

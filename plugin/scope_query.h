@@ -72,7 +72,6 @@ struct scope_query {
 	char error[SCOPE_QUERY_ERR_MAX];	/* the last failure, "" none */
 	bool conn_limited;		/* that failure was the agent's connection limit */
 	uint64_t answers;		/* good answers since start, both modes */
-	uint64_t leader_reads;		/* of them, paced reads of the leader key */
 };
 
 bool scope_query_init(struct scope_query *q, struct event_base *base,
