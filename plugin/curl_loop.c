@@ -29,8 +29,7 @@ struct curl_loop {
 	struct curl_transfer *transfers;	/* every live transfer */
 	struct curl_sock *socks;	/* every socket record */
 	struct curl_loop_stats stats;
-	bool h2_capped;			/* CURLMOPT_MAX_HOST_CONNECTIONS in force */
-	long h2_cap;			/* its value; 0 none */
+	long h2_cap;			/* CURLMOPT_MAX_HOST_CONNECTIONS; 0 none */
 	long h2_streams;		/* CURLMOPT_MAX_CONCURRENT_STREAMS set */
 };
 
@@ -233,7 +232,7 @@ curl_loop_note_version(struct curl_loop *loop, CURL *easy)
 	case CURL_HTTP_VERSION_1_1:
 		loop->stats.transport = CURL_LOOP_HTTP1;
 		/* no multiplexing after all: one connection per transfer */
-		if (loop->h2_capped)
+		if (loop->h2_cap > 0)
 			curl_loop_expect_h2(loop, false, 0);
 		break;
 	case CURL_HTTP_VERSION_2_0:
@@ -427,9 +426,8 @@ curl_loop_expect_h2(struct curl_loop *loop, bool h2, int queries)
 		streams = CURL_LOOP_H2_MIN_STREAMS;
 	if (!h2)
 		cap = 0;
-	if (loop->h2_capped == h2 && loop->h2_cap == cap && loop->h2_streams == streams)
+	if (loop->h2_cap == cap && loop->h2_streams == streams)
 		return;
-	loop->h2_capped = h2;
 	loop->h2_cap = cap;
 	loop->h2_streams = streams;
 	curl_multi_setopt(loop->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
